@@ -1,0 +1,53 @@
+# One entry point for people and CI: every target works from a fresh clone.
+SHELL := /bin/bash
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+export PYTHONDONTWRITEBYTECODE := 1
+
+.PHONY: setup run test pytest lint typecheck format bench lock train clean
+
+setup: $(STAMP)
+
+$(STAMP): requirements.lock pyproject.toml scripts/find-python310
+	@py=$$(scripts/find-python310) || exit 1; \
+	if [ ! -x $(PY) ] || ! $(PY) -c 'import sys; sys.exit(sys.version_info[:2] != (3, 10))'; then \
+	  echo "==> creating $(VENV) with $$py"; rm -rf $(VENV); "$$py" -m venv $(VENV) || exit 1; \
+	fi
+	@echo "==> installing pinned dependencies from requirements.lock (first time: ~2 min)"
+	$(PY) -m pip install --quiet --upgrade "pip==24.2"
+	$(PY) -m pip install --quiet --progress-bar off -r requirements.lock
+	$(PY) -m pip install --quiet --no-deps --no-build-isolation -e .
+	@touch $(STAMP)
+
+run: setup
+	$(PY) -m gateway serve $(ARGS)
+
+train: setup
+	$(PY) -m gateway train all
+
+test: setup lint typecheck pytest
+
+pytest: setup
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+lint: setup
+	$(VENV)/bin/ruff check gateway tests bench
+	$(VENV)/bin/ruff format --check gateway tests bench
+
+format: setup
+	$(VENV)/bin/ruff format gateway tests bench
+	$(VENV)/bin/ruff check --fix gateway tests bench
+
+typecheck: setup
+	$(VENV)/bin/mypy
+
+bench: setup
+	$(PY) -m bench $(ARGS)
+
+# Regenerate the pinned lock after editing requirements.in (needs `uv`, fast and reproducible).
+lock:
+	uv pip compile requirements.in --python-version 3.10 --python-platform x86_64-manylinux_2_28 -o requirements.lock
+
+clean:
+	rm -rf $(VENV) .cache .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,1 @@
+"""Agents: the per-language pool of Rasa agents, loading, swapping and monitoring them."""

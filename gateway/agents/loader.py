@@ -1,0 +1,71 @@
+"""Loading a Rasa agent from a model archive: blocking work that always runs in a worker thread."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from gateway.errors import ModelError
+
+if TYPE_CHECKING:
+    from rasa.core.agent import Agent
+    from rasa.core.tracker_store import TrackerStore
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class LoadedModel:
+    """An agent ready to answer, with what we know about the archive it came from."""
+
+    agent: Agent
+    name: str
+    path: Path
+    sha256: str | None
+    loaded_at: float  # wall-clock time, for humans
+    load_seconds: float
+
+    def describe(self) -> dict[str, Any]:
+        """JSON-friendly summary (no agent)."""
+        return {
+            "model": self.name,
+            "sha256": self.sha256,
+            "loaded_at": self.loaded_at,
+            "load_seconds": round(self.load_seconds, 3),
+        }
+
+
+def load_agent_blocking(path: Path, tracker_store: TrackerStore) -> Agent:
+    """Load `path` into a new Agent whose processor uses `tracker_store` directly.
+
+    Rasa wraps tracker stores in FailSafeTrackerStore, which swallows errors and silently starts
+    a fresh in-memory conversation; we unwrap it so an outage surfaces as TrackerStoreUnavailable.
+    """
+    from rasa.core.agent import Agent
+
+    if not path.is_file():
+        raise ModelError(f"model archive {path} does not exist")
+    try:
+        agent = Agent.load(str(path), tracker_store=tracker_store)
+    except Exception as exc:  # rasa/tarfile/pickle raise many types; all mean "unusable model"
+        raise ModelError(f"cannot load model {path.name}: {type(exc).__name__}: {exc}") from exc
+    if agent.processor is None or agent.domain is None:
+        raise ModelError(f"model {path.name} has no dialogue model (NLU-only archives cannot answer)")
+    tracker_store.domain = agent.domain
+    agent.tracker_store = tracker_store
+    agent.processor.tracker_store = tracker_store
+    return agent
+
+
+async def load_model(path: Path, tracker_store: TrackerStore, sha256: str | None = None) -> LoadedModel:
+    """Load an agent off the event loop and time it."""
+    started = time.perf_counter()
+    loop = asyncio.get_running_loop()
+    agent = await loop.run_in_executor(None, load_agent_blocking, path, tracker_store)
+    seconds = time.perf_counter() - started
+    logger.info("loaded model %s in %.1fs", path.name, seconds)
+    return LoadedModel(agent, path.name, path, sha256, time.time(), seconds)

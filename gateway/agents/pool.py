@@ -1,0 +1,164 @@
+"""The agent pool: one bot per language, each holding the model that currently answers."""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import logging
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from gateway.agents import dialogue
+from gateway.agents.loader import LoadedModel, load_model
+from gateway.errors import BotNotReady, GatewayError, UnknownBot
+from gateway.settings import BotSettings
+from gateway.storage.locks import ConversationLocks, InMemoryLocks
+
+if TYPE_CHECKING:
+    from rasa.core.tracker_store import TrackerStore
+
+logger = logging.getLogger(__name__)
+
+
+class BotState(str, enum.Enum):
+    LOADING = "loading"
+    READY = "ready"
+    FAILED = "failed"
+
+
+class Bot:
+    """One language: its settings, the model answering now, and its load history."""
+
+    def __init__(self, settings: BotSettings, tracker_store: TrackerStore) -> None:
+        self.settings = settings
+        self.lang = settings.lang
+        self.tracker_store = tracker_store
+        self.model: LoadedModel | None = None
+        self.previous: LoadedModel | None = None
+        self.state = BotState.LOADING
+        self.since = time.time()
+        self.last_error: str | None = None
+
+    @property
+    def ready(self) -> bool:
+        return self.model is not None
+
+    def require_model(self) -> LoadedModel:
+        """The answering model, or BotNotReady."""
+        model = self.model
+        if model is None:
+            raise BotNotReady(f"bot {self.lang} has no model loaded yet ({self.state.value})")
+        return model
+
+    def _set_state(self, state: BotState) -> None:
+        if state is not self.state:
+            self.state = state
+            self.since = time.time()
+
+    def describe(self) -> dict[str, Any]:
+        """JSON-friendly status."""
+        model = self.model
+        return {
+            "lang": self.lang,
+            "state": self.state.value,
+            "since": self.since,
+            "locales": list(self.settings.locales),
+            "model": model.name if model else None,
+            "sha256": model.sha256 if model else None,
+            "loaded_at": model.loaded_at if model else None,
+            "previous": self.previous.name if self.previous else None,
+            "last_error": self.last_error,
+        }
+
+
+class AgentPool:
+    """Holds every language's bot; loads models off the loop and swaps them in one assignment."""
+
+    def __init__(
+        self,
+        bots: Mapping[str, BotSettings],
+        tracker_stores: Mapping[str, TrackerStore],
+        locks: ConversationLocks | None = None,
+    ) -> None:
+        self.bots = {lang: Bot(cfg, tracker_stores[lang]) for lang, cfg in bots.items()}
+        self.locks: ConversationLocks = locks or InMemoryLocks()
+
+    def get(self, lang: str) -> Bot:
+        """The bot for `lang`, or UnknownBot."""
+        try:
+            return self.bots[lang]
+        except KeyError:
+            raise UnknownBot(f"no bot for language {lang!r}; configured: {', '.join(self.bots)}") from None
+
+    @property
+    def ready(self) -> bool:
+        return all(bot.ready for bot in self.bots.values())
+
+    def not_ready(self) -> list[str]:
+        """Languages that cannot answer yet."""
+        return [lang for lang, bot in self.bots.items() if not bot.ready]
+
+    async def load(self, lang: str, path: Path, sha256: str | None = None) -> LoadedModel:
+        """Load `path` for `lang`, warm it with the probe text, then make it the answering model.
+
+        Requests already running keep the model object they started with; on any failure the
+        current model keeps answering and the error is recorded on the bot.
+        """
+        bot = self.get(lang)
+        if bot.model is None:
+            bot._set_state(BotState.LOADING)
+        try:
+            model = await load_model(path, bot.tracker_store, sha256)
+            await dialogue.probe(model, bot.settings.probe)
+        except (GatewayError, OSError) as exc:
+            bot.last_error = str(exc)
+            if bot.model is None:
+                bot._set_state(BotState.FAILED)
+            logger.error("bot %s: model %s refused: %s", lang, path.name, exc)
+            raise
+        bot.previous, bot.model = bot.model, model
+        bot.last_error = None
+        bot._set_state(BotState.READY)
+        return model
+
+    async def load_all(self, models: Mapping[str, Path]) -> dict[str, BaseException | None]:
+        """Load every language concurrently; returns the error per language (None when loaded)."""
+        # Import rasa once on a worker thread so concurrent loads do not race its import.
+        await asyncio.get_running_loop().run_in_executor(None, _import_rasa)
+        langs = list(models)
+        results = await asyncio.gather(
+            *(self.load(lang, models[lang]) for lang in langs), return_exceptions=True
+        )
+        out: dict[str, BaseException | None] = {}
+        for lang, result in zip(langs, results, strict=True):
+            if isinstance(result, BaseException) and not isinstance(result, Exception):
+                raise result  # cancellation and friends must propagate
+            out[lang] = result if isinstance(result, BaseException) else None
+        return out
+
+    def mark_failed(self, lang: str, error: str) -> None:
+        """Record that `lang` could not get a model at all (e.g. none trained)."""
+        bot = self.get(lang)
+        bot.last_error = error
+        if bot.model is None:
+            bot._set_state(BotState.FAILED)
+
+    async def respond(
+        self, lang: str, sender_id: str, text: str, metadata: dict[str, Any] | None = None
+    ) -> dialogue.BotMessages:
+        """Run one turn for `sender_id`, after any earlier turn of the same conversation."""
+        bot = self.get(lang)
+        async with self.locks.hold(f"{lang}:{sender_id}"):
+            # Take the model inside the lock: a swap between turns applies to the next turn.
+            return await dialogue.run_turn(bot.require_model(), sender_id, text, metadata)
+
+    async def ping(self, lang: str, text: str | None = None) -> dialogue.BotMessages:
+        """Probe `lang` on a throwaway tracker."""
+        bot = self.get(lang)
+        return await dialogue.probe(bot.require_model(), text or bot.settings.probe)
+
+
+def _import_rasa() -> None:
+    import rasa.core.agent  # noqa: F401

@@ -1,0 +1,18 @@
+"""Typed keys of the aiohttp application state."""
+
+from __future__ import annotations
+
+import asyncio
+
+from aiohttp import web
+
+from gateway.agents.pool import AgentPool
+from gateway.routing.locale import LocaleRouter
+from gateway.settings import Settings
+
+SETTINGS = web.AppKey("settings", Settings)
+POOL = web.AppKey("pool", AgentPool)
+ROUTER = web.AppKey("router", LocaleRouter)
+# Turns that outlived their request's deadline; they finish in the background so trackers stay whole.
+BACKGROUND = web.AppKey("background", set[asyncio.Task[object]])
+STARTUP = web.AppKey("startup", asyncio.Task[None])

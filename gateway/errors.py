@@ -1,0 +1,62 @@
+"""The one exception hierarchy of the gateway; library errors are translated at the boundary."""
+
+from __future__ import annotations
+
+
+class GatewayError(Exception):
+    """Base class of every error the gateway raises on purpose."""
+
+
+class ConfigError(GatewayError):
+    """A setting is missing or invalid; the message names the key, the value and what is allowed."""
+
+
+class BadRequest(GatewayError):
+    """A client sent something we cannot answer; becomes a 4xx with this message as the reason."""
+
+    status = 400
+
+    def __init__(self, reason: str, *, status: int = 400) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.status = status
+
+
+class UnknownBot(GatewayError):
+    """No bot is configured for the requested language."""
+
+
+class BotNotReady(GatewayError):
+    """The bot exists but has no model loaded yet (or its only model failed)."""
+
+
+class TrainingError(GatewayError):
+    """Training a bot failed; the message names the bot folder and the cause."""
+
+
+class ModelError(GatewayError):
+    """A model archive could not be found, verified or loaded."""
+
+
+class ModelRejected(ModelError):
+    """A model archive failed verification (checksum, signature, unsafe member) and was not loaded."""
+
+
+class StorageError(GatewayError):
+    """A storage backend (Redis, S3, local disk) failed; the message names the backend and key."""
+
+
+class TrackerStoreUnavailable(StorageError):
+    """The tracker store could not be reached; the turn is refused with a friendly prompt."""
+
+
+class ModelStoreError(StorageError):
+    """The model store could not be reached or does not hold the requested object."""
+
+
+class EventBusError(StorageError):
+    """The event bus could not be reached."""
+
+
+class AuthError(GatewayError):
+    """A request failed authentication (bad/missing Google JWT or admin token)."""

@@ -1,0 +1,1 @@
+"""Routing: webhook protocols, locale routing and the HTTP handlers."""

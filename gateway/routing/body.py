@@ -1,0 +1,53 @@
+"""Reading a webhook body safely: size limit, content type, UTF-8, JSON object, bounded nesting."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+from aiohttp import web
+
+from gateway.errors import BadRequest
+
+MAX_DEPTH = 32
+
+
+async def read_json(request: web.Request, max_bytes: int) -> dict[str, Any]:
+    """The request's JSON object, or BadRequest with the reason (413/415/400)."""
+    if request.content_length is not None and request.content_length > max_bytes:
+        raise BadRequest(f"body of {request.content_length} bytes exceeds {max_bytes} bytes", status=413)
+    ctype = request.content_type
+    if ctype != "application/json" and not ctype.endswith("+json"):
+        raise BadRequest(f"content type {ctype!r} is not application/json", status=415)
+    raw = await request.content.read(max_bytes + 1)
+    if len(raw) > max_bytes:
+        raise BadRequest(f"body exceeds {max_bytes} bytes", status=413)
+    if not raw:
+        raise BadRequest("empty body: expected a JSON object")
+    try:
+        body = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        reason = "body is not valid UTF-8" if "utf-8" in str(exc).lower() else f"invalid JSON: {exc}"
+        raise BadRequest(reason) from exc
+    if not isinstance(body, dict):
+        raise BadRequest(f"body must be a JSON object, got {type(body).__name__}")
+    if _depth(body) > MAX_DEPTH:
+        raise BadRequest(f"JSON nested deeper than {MAX_DEPTH} levels")
+    return body
+
+
+def _depth(value: Any) -> int:
+    """Nesting depth, iteratively (orjson already caps recursion at 1024)."""
+    deepest = 0
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:
+        node, depth = stack.pop()
+        if depth > deepest:
+            deepest = depth
+            if deepest > MAX_DEPTH:
+                return deepest
+        if isinstance(node, dict):
+            stack.extend((child, depth + 1) for child in node.values() if isinstance(child, dict | list))
+        elif isinstance(node, list):
+            stack.extend((child, depth + 1) for child in node if isinstance(child, dict | list))
+    return deepest

@@ -1,0 +1,58 @@
+"""Protocol-neutral types of one webhook exchange, and the codec interface each webhook shape implements."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+JSON = dict[str, Any]
+
+
+class TurnKind(str, enum.Enum):
+    MESSAGE = "message"  # the user said something
+    WELCOME = "welcome"  # conversation start (actions.intent.MAIN)
+    CANCEL = "cancel"  # the user wants out (actions.intent.CANCEL)
+    NO_INPUT = "no_input"  # the user said nothing
+    HEALTH_CHECK = "health_check"  # Google's health check: answer without touching a bot
+
+
+@dataclass(frozen=True)
+class Turn:
+    """What a webhook request asks of us, independent of its shape."""
+
+    kind: TurnKind
+    session_id: str
+    locale: str | None
+    text: str = ""
+    intent: str = ""
+    handler: str = ""
+    session_params: JSON = field(default_factory=dict)
+    # Shape-specific fields the encoder needs to echo back (conversation token, scene...).
+    echo: JSON = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Reply:
+    """What the bot (or the gateway on its behalf) answers."""
+
+    messages: list[JSON]
+    end_conversation: bool = False
+
+
+class Codec(Protocol):
+    """Decodes one webhook shape into a Turn and encodes a Reply in the same shape."""
+
+    channel: str
+
+    def matches(self, body: JSON) -> bool:
+        """True when `body` looks like this codec's shape."""
+        ...
+
+    def decode(self, body: JSON) -> Turn:
+        """Turn or BadRequest naming the field at fault."""
+        ...
+
+    def encode(self, turn: Turn, reply: Reply) -> JSON:
+        """The response body for `reply`."""
+        ...

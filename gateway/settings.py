@@ -1,0 +1,426 @@
+"""Typed, immutable settings built once from config/gateway.yml, an optional file, the environment and flags."""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from gateway.errors import ConfigError
+
+logger = logging.getLogger(__name__)
+
+ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_CONFIG = ROOT / "config" / "gateway.yml"
+ENV_PREFIX = "GATEWAY_"
+# Environment variables with this prefix that are not settings (tests, tooling).
+_NON_SETTING_ENV = {"GATEWAY_MODEL_CACHE", "GATEWAY_CONFIG"}
+_LANG_RE = re.compile(r"^[a-z]{2,3}$")
+_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
+
+
+@dataclass(frozen=True)
+class Prompts:
+    """Per-language texts the gateway says itself when the bot cannot answer."""
+
+    empty: str
+    timeout: str
+    unavailable: str
+    cancel: str
+
+
+@dataclass(frozen=True)
+class BotSettings:
+    """One language's bot."""
+
+    lang: str
+    locales: tuple[str, ...]
+    project_dir: Path
+    welcome: str
+    probe: str
+    prompts: Prompts
+
+
+@dataclass(frozen=True)
+class ServerSettings:
+    host: str = "0.0.0.0"
+    port: int = 8080
+    max_body_bytes: int = 65536
+    deadline_seconds: float = 8.0
+    max_text_chars: int = 1000
+    workers: int = 1
+    shutdown_timeout_seconds: float = 10.0
+
+
+@dataclass(frozen=True)
+class RedisSettings:
+    url: str | None = None
+    key_prefix: str = "gateway"
+    socket_timeout_seconds: float = 2.0
+
+
+@dataclass(frozen=True)
+class TrackerSettings:
+    ttl_seconds: int = 86400
+    lock_lease_seconds: float = 15.0
+
+
+@dataclass(frozen=True)
+class ModelSettings:
+    store: str = "local"
+    path: Path = Path("models")
+    bucket: str = "{project}-{lang}"
+    s3_endpoint_url: str | None = None
+    s3_region: str = "us-east-1"
+    s3_access_key_id: str | None = None
+    s3_secret_access_key: str | None = field(default=None, repr=False)
+    hmac_key: str | None = field(default=None, repr=False)
+
+
+@dataclass(frozen=True)
+class EventSettings:
+    channel: str = "{project}-{lang}"
+
+
+@dataclass(frozen=True)
+class AdminSettings:
+    token: str | None = field(default=None, repr=False)
+
+
+@dataclass(frozen=True)
+class GoogleSettings:
+    project_id: str | None = None
+    jwks_url: str = "https://www.googleapis.com/oauth2/v3/certs"
+    jwks_file: Path | None = None
+    leeway_seconds: int = 30
+
+
+@dataclass(frozen=True)
+class MonitorSettings:
+    interval_seconds: float = 10.0
+    timeout_seconds: float = 5.0
+
+
+@dataclass(frozen=True)
+class LoggingSettings:
+    level: str = "INFO"
+    format: str = "text"
+    user_text: bool = False
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything the gateway needs, validated; build it with `load_settings`."""
+
+    project: str
+    environment: str
+    default_bot: str
+    bots: Mapping[str, BotSettings]
+    bots_dir: Path
+    models_dir: Path
+    train_missing: bool
+    ending_actions: frozenset[str]
+    server: ServerSettings = ServerSettings()
+    redis: RedisSettings = RedisSettings()
+    trackers: TrackerSettings = TrackerSettings()
+    models: ModelSettings = ModelSettings()
+    events: EventSettings = EventSettings()
+    admin: AdminSettings = AdminSettings()
+    google: GoogleSettings = GoogleSettings()
+    monitor: MonitorSettings = MonitorSettings()
+    logging: LoggingSettings = LoggingSettings()
+
+    def channel_for(self, lang: str) -> str:
+        """Redis pub/sub channel announcing new models for `lang`."""
+        return self.events.channel.format(project=self.project, lang=lang, env=self.environment)
+
+    def bucket_for(self, lang: str) -> str:
+        """S3 bucket holding `lang`'s model archives."""
+        return self.models.bucket.format(project=self.project, lang=lang, env=self.environment)
+
+
+def load_settings(
+    config_file: str | Path | None = None,
+    env: Mapping[str, str] | None = None,
+    overrides: Mapping[str, Any] | None = None,
+    base_dir: Path | None = None,
+) -> Settings:
+    """Merge defaults, `config_file`, `GATEWAY_*` environment and dotted `overrides`; validate."""
+    raw = _read_yaml(DEFAULT_CONFIG)
+    if config_file is not None:
+        _deep_merge(raw, _read_yaml(Path(config_file)))
+    _apply_env(raw, env or {})
+    for dotted, value in (overrides or {}).items():
+        if value is not None:
+            _set_path(raw, dotted.split("."), value)
+    return _build(raw, base_dir or ROOT)
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from exc
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"config file {path} is not valid YAML: {exc}") from exc
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"config file {path} must hold a mapping at the top level")
+    return data
+
+
+def _deep_merge(into: dict[str, Any], new: Mapping[str, Any]) -> None:
+    for key, value in new.items():
+        if isinstance(value, Mapping) and isinstance(into.get(key), dict):
+            _deep_merge(into[key], value)
+        else:
+            into[key] = value
+
+
+def _set_path(raw: dict[str, Any], path: list[str], value: Any) -> None:
+    node = raw
+    for part in path[:-1]:
+        node = node.setdefault(part, {})
+    node[path[-1]] = value
+
+
+def _leaf_paths(node: Mapping[str, Any], prefix: tuple[str, ...] = ()) -> dict[str, tuple[str, ...]]:
+    """Map GATEWAY_* names to the scalar leaves of the default config."""
+    out: dict[str, tuple[str, ...]] = {}
+    for key, value in node.items():
+        path = (*prefix, str(key))
+        if isinstance(value, Mapping):
+            out.update(_leaf_paths(value, path))
+        else:
+            out[ENV_PREFIX + "_".join(path).upper()] = path
+    return out
+
+
+def _apply_env(raw: dict[str, Any], env: Mapping[str, str]) -> None:
+    known = _leaf_paths(raw)
+    for name, text in env.items():
+        if not name.startswith(ENV_PREFIX) or name in _NON_SETTING_ENV:
+            continue
+        path = known.get(name)
+        if path is None:
+            logger.warning("ignoring %s: not a setting (see config/gateway.yml for the keys)", name)
+            continue
+        try:
+            value = yaml.safe_load(text) if text.strip() else None
+        except yaml.YAMLError:
+            value = text
+        _set_path(raw, list(path), value)
+
+
+class _Reader:
+    """Reads typed values out of the merged mapping; errors name the key, the value and what is allowed."""
+
+    def __init__(self, raw: Mapping[str, Any], prefix: str = "") -> None:
+        self.raw = raw
+        self.prefix = prefix
+
+    def key(self, name: str) -> str:
+        return f"{self.prefix}{name}"
+
+    def section(self, name: str) -> _Reader:
+        value = self.raw.get(name, {})
+        if value is None:
+            value = {}
+        if not isinstance(value, Mapping):
+            raise ConfigError(f"{self.key(name)}: expected a mapping, got {value!r}")
+        return _Reader(value, f"{self.key(name)}.")
+
+    def fail(self, name: str, value: Any, allowed: str) -> ConfigError:
+        return ConfigError(f"invalid setting {self.key(name)}={value!r}: allowed {allowed}")
+
+    def str_(self, name: str, default: str | None = None, *, optional: bool = False) -> Any:
+        value = self.raw.get(name, default)
+        if value is None:
+            if optional:
+                return None
+            raise self.fail(name, value, "a non-empty string")
+        if isinstance(value, bool) or not isinstance(value, str | int | float):
+            raise self.fail(name, value, "a string")
+        text = str(value).strip()
+        if not text:
+            if optional:
+                return None
+            raise self.fail(name, value, "a non-empty string")
+        return text
+
+    def choice(self, name: str, default: str, choices: tuple[str, ...]) -> str:
+        value = self.raw.get(name, default)
+        if value not in choices:
+            raise self.fail(name, value, "one of " + ", ".join(choices))
+        return str(value)
+
+    def int_(self, name: str, default: int, lo: int, hi: int) -> int:
+        value = self.raw.get(name, default)
+        if isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= hi:
+            raise self.fail(name, value, f"an integer from {lo} to {hi}")
+        return value
+
+    def float_(self, name: str, default: float, lo: float, hi: float) -> float:
+        value = self.raw.get(name, default)
+        if isinstance(value, bool) or not isinstance(value, int | float) or not lo <= value <= hi:
+            raise self.fail(name, value, f"a number from {lo} to {hi}")
+        return float(value)
+
+    def bool_(self, name: str, default: bool) -> bool:
+        value = self.raw.get(name, default)
+        if not isinstance(value, bool):
+            raise self.fail(name, value, "true or false")
+        return value
+
+    def str_list(self, name: str, default: list[str]) -> tuple[str, ...]:
+        value = self.raw.get(name, default)
+        if isinstance(value, str):
+            value = [part.strip() for part in value.split(",") if part.strip()]
+        if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
+            raise self.fail(name, value, "a list of non-empty strings")
+        return tuple(value)
+
+    def path(self, name: str, default: str | None, base: Path, *, optional: bool = False) -> Any:
+        text = self.str_(name, default, optional=optional)
+        if text is None:
+            return None
+        path = Path(text).expanduser()
+        return path if path.is_absolute() else base / path
+
+
+def _build(raw: Mapping[str, Any], base: Path) -> Settings:
+    from gateway.routing.locale import normalise_locale
+
+    top = _Reader(raw)
+    project = top.str_("project", "gateway")
+    if not _NAME_RE.match(project):
+        raise top.fail("project", project, "letters, digits, '-', '_' or '.' (max 63 chars)")
+    environment = top.choice("environment", "production", ("staging", "production"))
+
+    b = top.section("bots")
+    bots_dir = b.path("dir", "bots", base)
+    models_dir = b.path("models_dir", "models", base)
+    langs = b.section("languages")
+    if not langs.raw:
+        raise ConfigError("bots.languages: at least one bot must be configured")
+    bots: dict[str, BotSettings] = {}
+    for lang in langs.raw:
+        if not isinstance(lang, str) or not _LANG_RE.match(lang):
+            raise langs.fail(str(lang), lang, "a lower-case ISO 639 language code such as en, pl, de")
+        r = langs.section(lang)
+        p = r.section("prompts")
+        locales = []
+        for loc in r.str_list("locales", [lang]):
+            try:
+                locales.append(normalise_locale(loc))
+            except ValueError as exc:
+                raise r.fail("locales", loc, f"BCP-47 tags like en-US ({exc})") from exc
+        bots[lang] = BotSettings(
+            lang=lang,
+            locales=tuple(locales),
+            project_dir=bots_dir / lang,
+            welcome=r.str_("welcome", "/greet"),
+            probe=r.str_("probe", "hello"),
+            prompts=Prompts(
+                empty=p.str_("empty"),
+                timeout=p.str_("timeout"),
+                unavailable=p.str_("unavailable"),
+                cancel=p.str_("cancel"),
+            ),
+        )
+    default_bot = b.str_("default", next(iter(bots)))
+    if default_bot not in bots:
+        raise b.fail("default", default_bot, "one of the configured languages: " + ", ".join(bots))
+
+    s = top.section("server")
+    server = ServerSettings(
+        host=s.str_("host", "0.0.0.0"),
+        port=s.int_("port", 8080, 0, 65535),
+        max_body_bytes=s.int_("max_body_bytes", 65536, 1024, 16 * 1024 * 1024),
+        deadline_seconds=s.float_("deadline_seconds", 8.0, 0.05, 120.0),
+        max_text_chars=s.int_("max_text_chars", 1000, 1, 100_000),
+        workers=s.int_("workers", 1, 1, 64),
+        shutdown_timeout_seconds=s.float_("shutdown_timeout_seconds", 10.0, 0.0, 600.0),
+    )
+    rd = top.section("redis")
+    redis_url = rd.str_("url", optional=True)
+    if redis_url is not None and not redis_url.startswith(("redis://", "rediss://", "unix://")):
+        raise rd.fail("url", redis_url, "a redis://, rediss:// or unix:// URL, or null")
+    prefix = rd.str_("key_prefix", "gateway")
+    if not _NAME_RE.match(prefix):
+        raise rd.fail("key_prefix", prefix, "letters, digits, '-', '_' or '.'")
+    redis = RedisSettings(
+        url=redis_url,
+        key_prefix=prefix,
+        socket_timeout_seconds=rd.float_("socket_timeout_seconds", 2.0, 0.05, 60.0),
+    )
+    t = top.section("trackers")
+    trackers = TrackerSettings(
+        ttl_seconds=t.int_("ttl_seconds", 86400, 0, 10 * 365 * 86400),
+        lock_lease_seconds=t.float_("lock_lease_seconds", 15.0, 0.1, 600.0),
+    )
+    m = top.section("models")
+    models = ModelSettings(
+        store=m.choice("store", "local", ("local", "s3")),
+        path=m.path("path", None, base, optional=True) or models_dir,
+        bucket=m.str_("bucket", "{project}-{lang}"),
+        s3_endpoint_url=m.str_("s3_endpoint_url", optional=True),
+        s3_region=m.str_("s3_region", "us-east-1"),
+        s3_access_key_id=m.str_("s3_access_key_id", optional=True),
+        s3_secret_access_key=m.str_("s3_secret_access_key", optional=True),
+        hmac_key=m.str_("hmac_key", optional=True),
+    )
+    ev = top.section("events")
+    events = EventSettings(channel=ev.str_("channel", "{project}-{lang}"))
+    a = top.section("admin")
+    token = a.str_("token", optional=True)
+    if token is not None and len(token) < 16:
+        raise ConfigError(
+            "invalid setting admin.token: too short (at least 16 characters); "
+            "unset it to turn admin routes off"
+        )
+    g = top.section("google")
+    google = GoogleSettings(
+        project_id=g.str_("project_id", optional=True),
+        jwks_url=g.str_("jwks_url", GoogleSettings.jwks_url),
+        jwks_file=g.path("jwks_file", None, base, optional=True),
+        leeway_seconds=g.int_("leeway_seconds", 30, 0, 600),
+    )
+    mo = top.section("monitor")
+    monitor = MonitorSettings(
+        interval_seconds=mo.float_("interval_seconds", 10.0, 0.0, 3600.0),
+        timeout_seconds=mo.float_("timeout_seconds", 5.0, 0.05, 600.0),
+    )
+    lg = top.section("logging")
+    log = LoggingSettings(
+        level=lg.choice("level", "INFO", ("DEBUG", "INFO", "WARNING", "ERROR")),
+        format=lg.choice("format", "text", ("text", "json")),
+        user_text=lg.bool_("user_text", False),
+    )
+    return Settings(
+        project=project,
+        environment=environment,
+        default_bot=default_bot,
+        bots=bots,
+        bots_dir=bots_dir,
+        models_dir=models_dir,
+        train_missing=b.bool_("train_missing", True),
+        ending_actions=frozenset(b.str_list("ending_actions", ["utter_goodbye"])),
+        server=server,
+        redis=redis,
+        trackers=trackers,
+        models=models,
+        events=events,
+        admin=AdminSettings(token=token),
+        google=google,
+        monitor=monitor,
+        logging=log,
+    )

@@ -1,0 +1,1 @@
+"""Storage: conversation trackers, conversation locks, model store and model events."""

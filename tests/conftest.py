@@ -1,0 +1,58 @@
+"""Shared fixtures: real trained models (cached by content hash), a real gateway process, real Redis."""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from gateway.settings import ROOT, Settings, load_settings
+from gateway.training import train_missing
+from tests.support import GatewayProcess, free_port
+
+LANGS = ("en", "pl", "de")
+
+
+def model_cache() -> Path:
+    """Where session models are trained once and reused while the bots' sources do not change."""
+    return Path(os.environ.get("GATEWAY_MODEL_CACHE", ROOT / ".cache" / "models"))
+
+
+@pytest.fixture(scope="session")
+def models_dir() -> Path:
+    """Every bot trained (or found current) in the cache: models_dir/<lang>/<stamp>-<hash>.tar.gz."""
+    cache = model_cache()
+    bots = [(lang, ROOT / "bots" / lang) for lang in LANGS]
+    train_missing(bots, cache, progress=lambda line: print(f"[models] {line}", file=sys.stderr))
+    return cache
+
+
+@pytest.fixture(scope="session")
+def model_paths(models_dir: Path) -> dict[str, Path]:
+    """The current model of each bot."""
+    from gateway.training import current_model
+
+    out = {}
+    for lang in LANGS:
+        path = current_model(ROOT / "bots" / lang, models_dir / lang)
+        assert path is not None, f"no current model for {lang} in {models_dir}"
+        out[lang] = path
+    return out
+
+
+@pytest.fixture
+def settings(models_dir: Path) -> Settings:
+    """Embedded-default settings using the cached models."""
+    return load_settings(overrides={"bots.models_dir": str(models_dir), "monitor.interval_seconds": 0})
+
+
+@pytest.fixture(scope="session")
+def gateway(models_dir: Path) -> Iterator[GatewayProcess]:
+    """One real gateway process (embedded defaults) serving over HTTP for the whole session."""
+    port = free_port()
+    env = {"GATEWAY_BOTS_MODELS_DIR": str(models_dir), "GATEWAY_BOTS_TRAIN_MISSING": "false"}
+    with GatewayProcess.start(port, env) as proc:
+        yield proc

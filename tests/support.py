@@ -1,0 +1,134 @@
+"""Test helpers: free ports, gateway subprocesses and Actions on Google request builders."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+import uuid
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from gateway.settings import ROOT
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass
+class GatewayProcess:
+    """A `python -m gateway serve` child process on 127.0.0.1:port."""
+
+    port: int
+    proc: subprocess.Popen[bytes]
+    log: Path
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @classmethod
+    @contextlib.contextmanager
+    def start(
+        cls, port: int, env: Mapping[str, str], ready_timeout: float = 180.0, wait_ready: bool = True
+    ) -> Iterator[GatewayProcess]:
+        log = Path(tempfile.mkstemp(prefix=f"gateway-{port}-", suffix=".log")[1])
+        full_env = {**os.environ, **env, "PYTHONUNBUFFERED": "1"}
+        with log.open("wb") as out:
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "gateway", "serve", "--host", "127.0.0.1", "--port", str(port)],
+                cwd=ROOT,
+                env=full_env,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+            )
+        gw = cls(port, proc, log)
+        try:
+            if wait_ready:
+                gw.wait_ready(ready_timeout)
+            yield gw
+        finally:
+            gw.stop()
+
+    def wait_ready(self, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"gateway exited with {self.proc.returncode}:\n{self.log.read_text()}")
+            try:
+                with urllib.request.urlopen(f"{self.url}/readyz", timeout=2) as resp:
+                    if resp.status == 200:
+                        return
+            except (urllib.error.URLError, ConnectionError, TimeoutError):
+                pass
+            time.sleep(0.2)
+        raise TimeoutError(f"gateway on {self.port} not ready in {timeout}s:\n{self.log.read_text()}")
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
+def builder_request(
+    text: str = "",
+    locale: str | None = "en-US",
+    session_id: str | None = None,
+    intent: str = "actions.intent.TEXT",
+    handler: str = "main",
+    params: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """An Actions Builder conversation webhook request, shaped like Google's documented sample."""
+    body: dict[str, Any] = {
+        "handler": {"name": handler},
+        "intent": {"name": intent, "params": {}, "query": text},
+        "scene": {"name": "Conversation", "slotFillingStatus": "UNSPECIFIED", "slots": {}},
+        "session": {
+            "id": session_id or f"session-{uuid.uuid4().hex}",
+            "params": params or {},
+            "typeOverrides": [],
+        },
+        "user": {"params": {}, "verificationStatus": "VERIFIED"},
+        "home": {"params": {}},
+        "device": {"capabilities": ["SPEECH", "RICH_RESPONSE", "LONG_FORM_AUDIO"]},
+    }
+    if locale is not None:
+        body["user"]["locale"] = locale
+    return body
+
+
+def responses(lang: str, name: str) -> list[str]:
+    """The texts a bot's domain defines for response `name` (what a correct answer must be one of)."""
+    domain = yaml.safe_load((ROOT / "bots" / lang / "domain.yml").read_text(encoding="utf-8"))
+    return [variant["text"] for variant in domain["responses"][name]]
+
+
+def post_json(url: str, body: Any, headers: Mapping[str, str] | None = None) -> tuple[int, Any]:
+    """Blocking JSON POST (for use outside an event loop)."""
+    data = json.dumps(body).encode()
+    req = urllib.request.Request(
+        url, data=data, headers={"Content-Type": "application/json", **(headers or {})}
+    )
+    try:
+        with urllib.request.urlopen(req, timeout=30) as resp:
+            return resp.status, json.loads(resp.read())
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.loads(exc.read() or b"null")
