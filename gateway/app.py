@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from pathlib import Path
 
 from aiohttp import web
@@ -38,7 +38,9 @@ def newest_local_models(settings: Settings) -> dict[str, Path | None]:
 
 
 @web.middleware
-async def errors_middleware(request: web.Request, handler: web.Handler) -> web.StreamResponse:
+async def errors_middleware(
+    request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+) -> web.StreamResponse:
     """Every error leaves as JSON `{"error": reason}`; internals never reach the client."""
     try:
         return await handler(request)

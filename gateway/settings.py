@@ -1,4 +1,4 @@
-"""Typed, immutable settings built once from config/gateway.yml, an optional file, the environment and flags."""
+"""Typed, immutable settings built once from config/gateway.yml, a config file, the environment and flags."""
 
 from __future__ import annotations
 

@@ -77,11 +77,11 @@ def test_bad_locale_in_file(tmp_path: Path) -> None:
 
 
 def test_missing_and_malformed_files(tmp_path: Path) -> None:
-    with pytest.raises(ConfigError, match="cannot read config file .*nope.yml"):
+    with pytest.raises(ConfigError, match=r"cannot read config file .*nope\.yml"):
         load_settings(tmp_path / "nope.yml", env={})
     bad = tmp_path / "bad.yml"
     bad.write_text("server: [unclosed\n")
-    with pytest.raises(ConfigError, match="bad.yml is not valid YAML"):
+    with pytest.raises(ConfigError, match=r"bad\.yml is not valid YAML"):
         load_settings(bad, env={})
 
 
@@ -91,7 +91,9 @@ def test_unknown_env_names_are_ignored_with_warning(caplog: pytest.LogCaptureFix
     assert "GATEWAY_REDIS_UR" in caplog.text
 
 
-def test_cli_reports_config_error(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+def test_cli_reports_config_error(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
     from gateway.cli import main
 
     monkeypatch.setenv("GATEWAY_SERVER_PORT", "-1")

@@ -48,9 +48,7 @@ async def run_turn(
     if processor is None:
         raise BotNotReady(f"model {model.name} has no processor")
     output = _output_channel()
-    message = UserMessage(
-        text, output, sender_id, input_channel=input_channel, metadata=metadata or {}
-    )
+    message = UserMessage(text, output, sender_id, input_channel=input_channel, metadata=metadata or {})
     try:
         await processor.handle_message(message)
     except StorageError:
