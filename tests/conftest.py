@@ -11,7 +11,7 @@ import pytest
 
 from gateway.settings import ROOT, Settings, load_settings
 from gateway.training import train_missing
-from tests.support import GatewayProcess, free_port
+from tests.support import GatewayProcess, RedisServer, free_port
 
 LANGS = ("en", "pl", "de")
 
@@ -56,3 +56,13 @@ def gateway(models_dir: Path) -> Iterator[GatewayProcess]:
     env = {"GATEWAY_BOTS_MODELS_DIR": str(models_dir), "GATEWAY_BOTS_TRAIN_MISSING": "false"}
     with GatewayProcess.start(port, env) as proc:
         yield proc
+
+
+@pytest.fixture
+def redis_server() -> Iterator[RedisServer]:
+    """A fresh, private redis-server for one test (stop/restart it to inject faults)."""
+    server = RedisServer().start()
+    try:
+        yield server
+    finally:
+        server.stop()

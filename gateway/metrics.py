@@ -1,0 +1,137 @@
+"""Prometheus metrics of the gateway: every name in one place, per Prometheus naming conventions."""
+
+from __future__ import annotations
+
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    GCCollector,
+    Histogram,
+    Info,
+    PlatformCollector,
+    ProcessCollector,
+)
+
+# One registry per process; tests read it through /metrics like Prometheus would.
+REGISTRY = CollectorRegistry(auto_describe=True)
+ProcessCollector(registry=REGISTRY)
+PlatformCollector(registry=REGISTRY)
+GCCollector(registry=REGISTRY)
+
+_LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 8.0, 10.0)
+
+REQUESTS = Counter(
+    "gateway_requests",
+    "Webhook requests by channel (protocol), bot language and HTTP status.",
+    ["channel", "lang", "status"],
+    registry=REGISTRY,
+)
+REQUEST_LATENCY = Histogram(
+    "gateway_request_duration_seconds",
+    "End-to-end webhook latency per bot language.",
+    ["lang"],
+    buckets=_LATENCY_BUCKETS,
+    registry=REGISTRY,
+)
+INFERENCE_LATENCY = Histogram(
+    "gateway_bot_inference_duration_seconds",
+    "Time the bot spent on one turn (NLU + dialogue + tracker I/O).",
+    ["lang"],
+    buckets=_LATENCY_BUCKETS,
+    registry=REGISTRY,
+)
+MODEL_INFO = Info(
+    "gateway_model",
+    "The model answering for each language.",
+    ["lang"],
+    registry=REGISTRY,
+)
+MODEL_LOADED_AT = Gauge(
+    "gateway_model_loaded_timestamp_seconds",
+    "Unix time the answering model of each language was loaded.",
+    ["lang"],
+    registry=REGISTRY,
+)
+MODEL_LOAD_DURATION = Histogram(
+    "gateway_model_load_duration_seconds",
+    "Time to load (and warm) a model.",
+    ["lang"],
+    buckets=(0.5, 1, 2, 5, 10, 20, 30, 60, 120, 300),
+    registry=REGISTRY,
+)
+SWAPS = Counter(
+    "gateway_model_swaps",
+    "Model swaps by language and result (success, download_failed, rejected, load_failed, probe_failed).",
+    ["lang", "result"],
+    registry=REGISTRY,
+)
+TRACKER_ERRORS = Counter(
+    "gateway_tracker_store_errors",
+    "Tracker store failures by language and operation.",
+    ["lang", "operation"],
+    registry=REGISTRY,
+)
+UNAVAILABLE = Counter(
+    "gateway_unavailable_answers",
+    "Turns answered with the 'temporarily unavailable' prompt, by language and reason.",
+    ["lang", "reason"],
+    registry=REGISTRY,
+)
+LOCALE_FALLBACKS = Counter(
+    "gateway_locale_fallbacks",
+    "Requests whose locale matched no bot and went to the default bot (bounded label set).",
+    ["locale"],
+    registry=REGISTRY,
+)
+DEADLINE_OVERRUNS = Counter(
+    "gateway_deadline_overruns",
+    "Turns that passed the request deadline and were answered with the 'try again' prompt.",
+    ["lang"],
+    registry=REGISTRY,
+)
+EVENT_BUS_CONNECTED = Gauge(
+    "gateway_event_bus_connected",
+    "1 while the model event subscription is connected.",
+    registry=REGISTRY,
+)
+BOT_UP = Gauge(
+    "gateway_bot_up",
+    "1 when the bot's last health probe answered, 0 otherwise.",
+    ["lang"],
+    registry=REGISTRY,
+)
+PROBE_LATENCY = Histogram(
+    "gateway_probe_duration_seconds",
+    "Health probe latency per bot.",
+    ["lang"],
+    buckets=_LATENCY_BUCKETS,
+    registry=REGISTRY,
+)
+PROBES = Counter(
+    "gateway_probes",
+    "Health probes by language and result (ok, failed, timeout).",
+    ["lang", "result"],
+    registry=REGISTRY,
+)
+AUTH_FAILURES = Counter(
+    "gateway_auth_failures",
+    "Requests refused for failed authentication, by kind (google, admin) and reason.",
+    ["kind", "reason"],
+    registry=REGISTRY,
+)
+
+# Unknown locales beyond this many distinct values share one label, keeping cardinality bounded.
+MAX_LOCALE_LABELS = 50
+OTHER_LOCALE = "other"
+_seen_locales: set[str] = set()
+
+
+def locale_label(locale: str) -> str:
+    """`locale` while fewer than MAX_LOCALE_LABELS distinct ones were seen, else 'other'."""
+    if locale in _seen_locales:
+        return locale
+    if len(_seen_locales) < MAX_LOCALE_LABELS and locale:
+        _seen_locales.add(locale)
+        return locale
+    return OTHER_LOCALE
