@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import os
 import sys
+import warnings
 from collections.abc import Sequence
 from typing import Any
 
@@ -37,9 +38,18 @@ def settings_from_args(args: argparse.Namespace, **overrides: Any) -> Settings:
     return load_settings(config, os.environ, {"environment": args.env, **overrides})
 
 
+def _quiet_libraries() -> None:
+    """TensorFlow, Rasa and friends print pages of import-time notices that are not ours to fix."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    for category in (DeprecationWarning, PendingDeprecationWarning, FutureWarning):
+        warnings.filterwarnings("ignore", category=category)
+    warnings.filterwarnings("ignore", category=UserWarning, module=r"rasa\..*")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `gateway` console script."""
     args = _parser().parse_args(argv)
+    _quiet_libraries()
     try:
         if args.command == "serve":
             return _serve(args)

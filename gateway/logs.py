@@ -41,5 +41,16 @@ def configure(settings: LoggingSettings) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(settings.level)
+    _quiet_rasa_structlog(settings.level)
     for noisy in ("rasa", "tensorflow", "absl", "matplotlib", "aiohttp.access", "botocore", "urllib3"):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLevelName(settings.level)))
+
+
+def _quiet_rasa_structlog(level: str) -> None:
+    """Rasa 3.6 logs through structlog, which prints every debug event unless configured."""
+    try:
+        from rasa.utils.log_utils import configure_structlog
+    except ImportError:  # rasa not importable: nothing to quiet
+        return
+    # Our root handler is installed first, so the basicConfig inside is a no-op.
+    configure_structlog(max(logging.WARNING, logging.getLevelName(level)))
