@@ -96,7 +96,8 @@ class EventLogTrackerStore(TrackerStore):  # type: ignore[misc]
         super().__init__(domain)
         self.lang = lang
 
-    async def _read(self, sender_id: str) -> bytes | None:
+    async def _read(self, sender_id: str, operation: str) -> bytes | None:
+        """The blob of `sender_id`; `operation` (retrieve, save) names the caller in error metrics."""
         raise NotImplementedError
 
     async def _write(self, sender_id: str, blob: bytes) -> None:
@@ -105,8 +106,8 @@ class EventLogTrackerStore(TrackerStore):  # type: ignore[misc]
     async def _senders(self) -> list[str]:
         raise NotImplementedError
 
-    async def _events(self, sender_id: str) -> list[EventDict] | None:
-        blob = await self._read(sender_id)
+    async def _events(self, sender_id: str, operation: str = "retrieve") -> list[EventDict] | None:
+        blob = await self._read(sender_id, operation)
         if blob is None:
             return None
         try:
@@ -135,7 +136,7 @@ class EventLogTrackerStore(TrackerStore):  # type: ignore[misc]
         """Store the tracker's events after the earlier sessions already stored, in one write."""
         sender_id = tracker.sender_id
         await self.stream_events(tracker)
-        prior = await self._events(sender_id) or []
+        prior = await self._events(sender_id, "save") or []
         events = merge(prior, [e.as_dict() for e in tracker.events])
         await self._write(sender_id, encode(sender_id, events))
 

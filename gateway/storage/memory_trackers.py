@@ -23,7 +23,7 @@ class InMemoryTrackerStore(EventLogTrackerStore):
         self._blobs: dict[str, tuple[float | None, bytes]] = {}
         self._writes = 0
 
-    async def _read(self, sender_id: str) -> bytes | None:
+    async def _read(self, sender_id: str, operation: str) -> bytes | None:
         entry = self._blobs.get(sender_id)
         if entry is None:
             return None

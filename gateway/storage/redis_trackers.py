@@ -41,11 +41,11 @@ class RedisTrackerStore(EventLogTrackerStore):
             f"redis tracker store: {operation} of {self.key(sender_id)} failed: {type(exc).__name__}: {exc}"
         )
 
-    async def _read(self, sender_id: str) -> bytes | None:
+    async def _read(self, sender_id: str, operation: str) -> bytes | None:
         try:
             blob = await self.client.get(self.key(sender_id))
         except REDIS_ERRORS as exc:
-            raise self._unavailable("retrieve", sender_id, exc) from exc
+            raise self._unavailable(operation, sender_id, exc) from exc
         return bytes(blob) if blob is not None else None
 
     async def _write(self, sender_id: str, blob: bytes) -> None:
