@@ -22,7 +22,7 @@ from rasa.shared.core.events import (
 from rasa.shared.core.trackers import DialogueStateTracker
 
 from gateway.settings import ROOT, load_settings
-from gateway.storage.event_log import EventLogTrackerStore
+from gateway.storage.event_log import EventLogTrackerStore, encode
 from gateway.storage.redis_client import make_client
 from gateway.storage.trackers import tracker_stores_for
 from tests.support import RedisServer
@@ -240,3 +240,21 @@ async def test_an_unreadable_conversation_starts_afresh(make_store: StoreFactory
     tracker = tracker_of(store, sender, session(sender, 1000.0))
     await store.save(tracker)
     assert dicts(await store.retrieve(sender)) == dicts(tracker)
+
+
+async def test_an_unreadable_event_is_skipped_and_kept(make_store: StoreFactory) -> None:
+    store = make_store()
+    sender = sender_id()
+    readable = [e.as_dict() for e in session(sender, 1000.0, people="3")]
+    odd = {"event": "from_a_future_rasa", "timestamp": 1000.5}
+    await store._write(sender, encode(sender, [*readable, odd]))
+
+    tracker = await store.retrieve(sender)
+    assert dicts(tracker) == readable
+    assert tracker is not None and tracker.get_slot("people") == "3"
+    tracker.update(UserUttered("later", timestamp=2000.0))
+    await store.save(tracker)
+    full = await store._events(sender)
+    assert full is not None
+    assert full[: len(readable) + 1] == [*readable, odd]
+    assert full[-1]["text"] == "later"

@@ -120,6 +120,8 @@ class AgentPool:
             logger.error("bot %s: model %s refused: %s", lang, path.name, exc)
             raise
         bot.previous, bot.model = bot.model, model
+        # The model answers through its own copy of the store; the language's store mirrors its domain.
+        bot.tracker_store.domain = model.agent.domain
         bot.last_error = None
         bot._set_state(BotState.READY)
         return model

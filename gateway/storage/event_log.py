@@ -83,14 +83,14 @@ def merge(prior: Sequence[EventDict], new: Sequence[EventDict]) -> list[EventDic
     return [*prior, *(e for e, key in zip(new, ids_new, strict=True) if key not in known)]
 
 
-class EventLogTrackerStore(TrackerStore):  # type: ignore[misc]
+class EventLogTrackerStore(TrackerStore):
     """Rasa's TrackerStore contract over whole-conversation blobs; subclasses say where blobs live.
 
     A shallow copy shares the storage but may hold another domain: each loaded model gets its own copy,
     so a model swap never changes the domain under a model that is still answering.
     """
 
-    backend = "memory"
+    backend = "event-log"
 
     def __init__(self, lang: str, domain: Any = None) -> None:
         super().__init__(domain)
@@ -121,16 +121,18 @@ class EventLogTrackerStore(TrackerStore):  # type: ignore[misc]
     def _tracker(self, sender_id: str, events: Iterable[EventDict]) -> DialogueStateTracker:
         """A tracker with this store's domain, replaying `events` (slots the domain lacks are ignored)."""
         tracker = self.init_tracker(sender_id)
-        try:
-            parsed = [Event.from_parameters(e) for e in events]
-        except (RasaException, KeyError, TypeError, ValueError) as exc:
-            metrics.TRACKER_ERRORS.labels(self.lang, "decode").inc()
-            logger.error(
-                "%s tracker of %s has unreadable events (%s); starting afresh", self.backend, sender_id, exc
-            )
-            return tracker
-        tracker.recreate_from_dialogue(Dialogue(sender_id, [e for e in parsed if e is not None]))
+        parsed = [event for event in map(self._event, events) if event is not None]
+        tracker.recreate_from_dialogue(Dialogue(sender_id, parsed))
         return tracker
+
+    def _event(self, data: EventDict) -> Event | None:
+        try:
+            return Event.from_parameters(data)
+        except (RasaException, AttributeError, KeyError, TypeError, ValueError) as exc:
+            # One unreadable event (e.g. written by another Rasa version) must not lose the conversation.
+            metrics.TRACKER_ERRORS.labels(self.lang, "decode").inc()
+            logger.error("%s tracker: skipping unreadable %s event: %s", self.backend, data.get("event"), exc)
+            return None
 
     async def save(self, tracker: DialogueStateTracker) -> None:
         """Store the tracker's events after the earlier sessions already stored, in one write."""
