@@ -112,3 +112,18 @@ async def test_a_stalled_redis_gives_a_polite_prompt_not_an_error(
     finally:
         await admin.close(close_connection_pool=True)
     assert await say(client, "hello", f"s-{uuid.uuid4().hex}") in responses("en", "utter_greet")
+
+
+async def test_the_gateway_starts_without_redis_and_connects_when_it_comes(
+    aiohttp_client: AiohttpClient,
+    redis_settings: Settings,
+    model_paths: dict[str, Path],
+    redis_server: RedisServer,
+) -> None:
+    redis_server.stop()
+    app = create_app(redis_settings, lambda _: {"en": model_paths["en"], "pl": None, "de": None})
+    client = await aiohttp_client(app)
+    await app[appkeys.STARTUP]
+    assert await say(client, "hello", f"s-{uuid.uuid4().hex}") == UNAVAILABLE
+    redis_server.start()
+    assert await say(client, "hello", f"s-{uuid.uuid4().hex}") in responses("en", "utter_greet")
