@@ -15,6 +15,8 @@ from gateway.errors import BadRequest, TrainingError
 from gateway.routing import health, webhook
 from gateway.routing.locale import LocaleRouter
 from gateway.settings import Settings
+from gateway.storage.redis_client import redis_client
+from gateway.storage.redis_locks import conversation_locks
 from gateway.storage.trackers import tracker_stores_for
 from gateway.training import current_model, model_files
 
@@ -68,6 +70,7 @@ def create_app(settings: Settings, resolve_models: ModelResolver = newest_local_
         {lang: bot.locales for lang, bot in settings.bots.items()}, settings.default_bot
     )
     app[appkeys.BACKGROUND] = set()
+    app.cleanup_ctx.append(_redis)
     app.cleanup_ctx.append(_agent_pool(resolve_models))
     app.cleanup_ctx.append(_background_turns)
 
@@ -83,7 +86,10 @@ def create_app(settings: Settings, resolve_models: ModelResolver = newest_local_
 def _agent_pool(resolve_models: ModelResolver) -> Callable[[web.Application], AsyncIterator[None]]:
     async def agent_pool(app: web.Application) -> AsyncIterator[None]:
         settings = app[appkeys.SETTINGS]
-        pool = AgentPool(settings.bots, tracker_stores_for(settings))
+        client = app[appkeys.REDIS]
+        pool = AgentPool(
+            settings.bots, tracker_stores_for(settings, client), conversation_locks(settings, client)
+        )
         app[appkeys.POOL] = pool
         # Load in the background: the server answers /healthz (and 503 on /readyz) meanwhile.
         task = asyncio.create_task(_load_initial(pool, resolve_models(settings)), name="initial-load")
@@ -93,6 +99,12 @@ def _agent_pool(resolve_models: ModelResolver) -> Callable[[web.Application], As
         await asyncio.gather(task, return_exceptions=True)
 
     return agent_pool
+
+
+async def _redis(app: web.Application) -> AsyncIterator[None]:
+    async with redis_client(app[appkeys.SETTINGS]) as client:
+        app[appkeys.REDIS] = client
+        yield
 
 
 async def _load_initial(pool: AgentPool, models: Mapping[str, Path | None]) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
+import redis.asyncio as aioredis
 from aiohttp import web
 
 from gateway.agents.pool import AgentPool
@@ -16,3 +17,5 @@ ROUTER = web.AppKey("router", LocaleRouter)
 # Turns that outlived their request's deadline; they finish in the background so trackers stay whole.
 BACKGROUND = web.AppKey("background", set[asyncio.Task[object]])
 STARTUP = web.AppKey("startup", asyncio.Task[None])
+# The process's one pooled Redis client; None in embedded mode.
+REDIS: web.AppKey[aioredis.Redis | None] = web.AppKey("redis")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import copy
 import logging
 import time
 from dataclasses import dataclass
@@ -49,6 +50,9 @@ def load_agent_blocking(path: Path, tracker_store: TrackerStore) -> Agent:
 
     if not path.is_file():
         raise ModelError(f"model archive {path} does not exist")
+    # A shallow copy shares the conversations but holds this model's domain, so loading a new model
+    # never changes the domain (slots) under the model that is still answering.
+    tracker_store = copy.copy(tracker_store)
     try:
         agent = Agent.load(str(path), tracker_store=tracker_store)
     except Exception as exc:  # rasa/tarfile/pickle raise many types; all mean "unusable model"

@@ -83,7 +83,8 @@ class AgentPool:
         locks: ConversationLocks | None = None,
     ) -> None:
         self.bots = {lang: Bot(cfg, tracker_stores[lang]) for lang, cfg in bots.items()}
-        self.locks: ConversationLocks = locks or InMemoryLocks()
+        # `is None`, not `or`: an idle lock set has length 0 and is falsy.
+        self.locks: ConversationLocks = locks if locks is not None else InMemoryLocks()
 
     def get(self, lang: str) -> Bot:
         """The bot for `lang`, or UnknownBot."""
@@ -119,6 +120,8 @@ class AgentPool:
             logger.error("bot %s: model %s refused: %s", lang, path.name, exc)
             raise
         bot.previous, bot.model = bot.model, model
+        # The model answers through its own copy of the store; the language's store mirrors its domain.
+        bot.tracker_store.domain = model.agent.domain
         bot.last_error = None
         bot._set_state(BotState.READY)
         return model

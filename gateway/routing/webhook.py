@@ -9,7 +9,7 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-from gateway import appkeys
+from gateway import appkeys, metrics
 from gateway.agents.pool import Bot
 from gateway.errors import BadRequest, BotNotReady, StorageError
 from gateway.routing.actions_builder import ActionsBuilderCodec
@@ -82,6 +82,7 @@ async def answer(app: web.Application, bot: Bot, turn: Turn) -> Reply:
     except BotNotReady:
         return Reply([{"text": prompts.unavailable}])
     except StorageError as exc:
+        metrics.UNAVAILABLE.labels(bot.lang, "storage").inc()
         logger.error("bot %s: %s", bot.lang, exc)
         return Reply([{"text": prompts.unavailable}])
     if not any(m.get("text") or m.get("image") or m.get("custom") for m in messages):

@@ -12,7 +12,7 @@ class ConversationLocks(Protocol):
     """Serialises turns per conversation key."""
 
     def hold(self, key: str) -> AbstractAsyncContextManager[None]:
-        """Async context manager held while one turn of `key` runs."""
+        """Async context manager held while one turn of `key` ("{lang}:{sender}") runs."""
         ...
 
 

@@ -14,6 +14,7 @@ import redis.asyncio as aioredis
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from gateway.settings import Settings
@@ -28,6 +29,8 @@ TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
     TimeoutError,
     OSError,
 )
+# Anything a command can raise when Redis cannot serve it now (also LOADING after a restart, READONLY...).
+REDIS_ERRORS: tuple[type[BaseException], ...] = (RedisError, *TRANSIENT_ERRORS)
 
 
 def key(settings: Settings, lang: str, kind: str, *parts: str) -> str:

@@ -7,17 +7,23 @@ from typing import TYPE_CHECKING
 from gateway.settings import Settings
 
 if TYPE_CHECKING:
-    from rasa.core.tracker_store import TrackerStore
+    import redis.asyncio as aioredis
+
+    from gateway.storage.event_log import EventLogTrackerStore
 
 
-def in_memory_store() -> TrackerStore:
-    """Rasa's in-memory tracker store; the domain is set when a model loads."""
-    from rasa.core.tracker_store import InMemoryTrackerStore
-    from rasa.shared.core.domain import Domain
+def tracker_stores_for(
+    settings: Settings, client: aioredis.Redis | None = None
+) -> dict[str, EventLogTrackerStore]:
+    """One store per language, kept across model swaps so conversations survive them.
 
-    return InMemoryTrackerStore(Domain.empty())
+    With a Redis client every process shares the conversations; without one they live in this process.
+    """
+    # Imported on use: these modules import Rasa, which `import gateway.app` should not pay for.
+    if client is None:
+        from gateway.storage.memory_trackers import InMemoryTrackerStore
 
+        return {lang: InMemoryTrackerStore(lang, settings.trackers.ttl_seconds) for lang in settings.bots}
+    from gateway.storage.redis_trackers import RedisTrackerStore
 
-def tracker_stores_for(settings: Settings) -> dict[str, TrackerStore]:
-    """One store per language, kept across model swaps so conversations survive them."""
-    return {lang: in_memory_store() for lang in settings.bots}
+    return {lang: RedisTrackerStore(client, settings, lang) for lang in settings.bots}

@@ -1,0 +1,67 @@
+"""Conversations in Redis: one key per conversation, shared by every gateway process.
+
+Rasa's own RedisTrackerStore calls the blocking client inside `async def` methods; this one uses the
+process's pooled `redis.asyncio` client, so the event loop never waits on a socket.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import redis.asyncio as aioredis
+
+from gateway import metrics
+from gateway.errors import TrackerStoreUnavailable
+from gateway.settings import Settings
+from gateway.storage.event_log import EventLogTrackerStore
+from gateway.storage.redis_client import REDIS_ERRORS, key
+
+logger = logging.getLogger(__name__)
+
+
+class RedisTrackerStore(EventLogTrackerStore):
+    """Key `{prefix}:{env}:{lang}:tracker:{sender}` holds a conversation; idle keys expire (TTL)."""
+
+    backend = "redis"
+
+    def __init__(self, client: aioredis.Redis, settings: Settings, lang: str, domain: Any = None) -> None:
+        super().__init__(lang, domain)
+        self.client = client
+        self.ttl_seconds = settings.trackers.ttl_seconds
+        self.prefix = key(settings, lang, "tracker", "")
+
+    def key(self, sender_id: str) -> str:
+        """The Redis key holding `sender_id`'s conversation."""
+        return self.prefix + sender_id
+
+    def _unavailable(self, operation: str, sender_id: str, exc: BaseException) -> TrackerStoreUnavailable:
+        metrics.TRACKER_ERRORS.labels(self.lang, operation).inc()
+        return TrackerStoreUnavailable(
+            f"redis tracker store: {operation} of {self.key(sender_id)} failed: {type(exc).__name__}: {exc}"
+        )
+
+    async def _read(self, sender_id: str, operation: str) -> bytes | None:
+        try:
+            blob = await self.client.get(self.key(sender_id))
+        except REDIS_ERRORS as exc:
+            raise self._unavailable(operation, sender_id, exc) from exc
+        return bytes(blob) if blob is not None else None
+
+    async def _write(self, sender_id: str, blob: bytes) -> None:
+        # One SET replaces the whole conversation and refreshes its TTL: readers see old or new, never half.
+        try:
+            await self.client.set(self.key(sender_id), blob, ex=self.ttl_seconds or None)
+        except REDIS_ERRORS as exc:
+            raise self._unavailable("save", sender_id, exc) from exc
+
+    async def _senders(self) -> list[str]:
+        # SCAN, not KEYS: it does not stall Redis for other clients while walking a large keyspace.
+        cut = len(self.prefix)
+        try:
+            return [
+                bytes(found)[cut:].decode()
+                async for found in self.client.scan_iter(match=self.prefix + "*", count=500)
+            ]
+        except REDIS_ERRORS as exc:
+            raise self._unavailable("keys", "*", exc) from exc
