@@ -11,8 +11,8 @@ from aiohttp import web
 
 from gateway import appkeys
 from gateway.agents.pool import AgentPool
-from gateway.errors import BadRequest, TrainingError
-from gateway.routing import health, webhook
+from gateway.errors import AuthError, BadRequest, TrainingError
+from gateway.routing import admin_status, auth, google_auth, health, limits, webhook
 from gateway.routing.locale import LocaleRouter
 from gateway.settings import Settings
 from gateway.storage.trackers import tracker_stores_for
@@ -46,6 +46,8 @@ async def errors_middleware(
         return await handler(request)
     except BadRequest as exc:
         return webhook.error_response(exc.status, exc.reason)
+    except AuthError as exc:
+        return auth.refusal_response(401, str(exc))
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
@@ -59,15 +61,19 @@ async def errors_middleware(
 
 def create_app(settings: Settings, resolve_models: ModelResolver = newest_local_models) -> web.Application:
     """Build the application; resources start and stop with it."""
+    limits.install_protocol_error_filter()
     app = web.Application(
-        middlewares=[errors_middleware],
+        middlewares=[errors_middleware, auth.admin_guard],
         client_max_size=settings.server.max_body_bytes,
+        handler_args=limits.handler_args(settings),
     )
     app[appkeys.SETTINGS] = settings
     app[appkeys.ROUTER] = LocaleRouter(
         {lang: bot.locales for lang, bot in settings.bots.items()}, settings.default_bot
     )
     app[appkeys.BACKGROUND] = set()
+    # First: a bad google.jwks_file stops start-up before any model is loaded.
+    app.cleanup_ctx.append(google_auth.google_verification)
     app.cleanup_ctx.append(_agent_pool(resolve_models))
     app.cleanup_ctx.append(_background_turns)
 
@@ -77,13 +83,15 @@ def create_app(settings: Settings, resolve_models: ModelResolver = newest_local_
     app.router.add_get("/readyz", health.readyz)
     app.router.add_get("/bots", health.list_bots)
     app.router.add_get("/bots/{lang}/ping", health.ping_bot)
+    # auth.admin_guard answers 404 for /admin/* while admin.token is unset, 401 without the token.
+    app.router.add_get("/admin/status", admin_status.admin_status)
     return app
 
 
 def _agent_pool(resolve_models: ModelResolver) -> Callable[[web.Application], AsyncIterator[None]]:
     async def agent_pool(app: web.Application) -> AsyncIterator[None]:
         settings = app[appkeys.SETTINGS]
-        pool = AgentPool(settings.bots, tracker_stores_for(settings))
+        pool = AgentPool(settings.bots, tracker_stores_for(settings), hmac_key=settings.models.hmac_key)
         app[appkeys.POOL] = pool
         # Load in the background: the server answers /healthz (and 503 on /readyz) meanwhile.
         task = asyncio.create_task(_load_initial(pool, resolve_models(settings)), name="initial-load")

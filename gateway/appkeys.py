@@ -7,6 +7,7 @@ import asyncio
 from aiohttp import web
 
 from gateway.agents.pool import AgentPool
+from gateway.routing.google_token import GoogleVerifier
 from gateway.routing.locale import LocaleRouter
 from gateway.settings import Settings
 
@@ -16,3 +17,5 @@ ROUTER = web.AppKey("router", LocaleRouter)
 # Turns that outlived their request's deadline; they finish in the background so trackers stay whole.
 BACKGROUND = web.AppKey("background", set[asyncio.Task[object]])
 STARTUP = web.AppKey("startup", asyncio.Task[None])
+# Present only while google.project_id is set (see gateway/routing/google_auth.py).
+GOOGLE_VERIFIER = web.AppKey("google_verifier", GoogleVerifier)
