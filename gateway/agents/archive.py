@@ -41,7 +41,7 @@ def validate_model_name(name: object) -> str:
         raise ModelRejected(f"model name must be a string, got {type(name).__name__}")
     if len(name) > MAX_NAME_CHARS:
         raise ModelRejected(f"model name longer than {MAX_NAME_CHARS} characters")
-    if not _NAME_RE.match(name) or ".." in name:
+    if not _NAME_RE.fullmatch(name) or ".." in name:
         raise ModelRejected(
             f"model name {_show(name)} is not a plain file name: letters, digits, '.', '-', '_' "
             f"ending in {MODEL_SUFFIX}, no folders"
@@ -51,7 +51,7 @@ def validate_model_name(name: object) -> str:
 
 def validate_sha256(value: object) -> str:
     """`value` as 64 lower-case hex digits, else ModelRejected."""
-    if not isinstance(value, str) or not _HEX64_RE.match(value.strip().lower()):
+    if not isinstance(value, str) or not _HEX64_RE.fullmatch(value.strip().lower()):
         raise ModelRejected(f"sha256 must be 64 hex digits, got {_show(value)}")
     return value.strip().lower()
 

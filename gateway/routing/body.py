@@ -25,7 +25,7 @@ async def read_json(
         raise BadRequest(f"content type {ctype!r} is not application/json", status=415)
     try:
         # A client dribbling its body must not hold a handler (and its memory) for ever.
-        raw = await asyncio.wait_for(request.content.read(max_bytes + 1), timeout)
+        raw = await asyncio.wait_for(_read_at_most(request, max_bytes + 1), timeout)
     except asyncio.TimeoutError:
         raise BadRequest(f"body not received within {timeout:g} s", status=408) from None
     if len(raw) > max_bytes:
@@ -42,6 +42,19 @@ async def read_json(
     if _depth(body) > MAX_DEPTH:
         raise BadRequest(f"JSON nested deeper than {MAX_DEPTH} levels")
     return body
+
+
+async def _read_at_most(request: web.Request, limit: int) -> bytes:
+    """The body up to `limit` bytes; StreamReader.read(n) returns whatever has arrived, so loop."""
+    chunks: list[bytes] = []
+    size = 0
+    while size < limit:
+        chunk = await request.content.read(limit - size)
+        if not chunk:  # end of body
+            break
+        chunks.append(chunk)
+        size += len(chunk)
+    return b"".join(chunks)
 
 
 def _depth(value: Any) -> int:
