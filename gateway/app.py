@@ -61,6 +61,7 @@ async def errors_middleware(
 
 def create_app(settings: Settings, resolve_models: ModelResolver = newest_local_models) -> web.Application:
     """Build the application; resources start and stop with it."""
+    google_auth.preflight(settings)  # a bad key file stops start-up here, with one clear line
     limits.install_protocol_error_filter()
     app = web.Application(
         middlewares=[errors_middleware, auth.admin_guard],

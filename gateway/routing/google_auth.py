@@ -10,8 +10,9 @@ from aiohttp import web
 
 from gateway import appkeys, metrics
 from gateway.routing.auth import refusal_response
-from gateway.routing.google_keys import GoogleKeys
+from gateway.routing.google_keys import GoogleKeys, check_key_file
 from gateway.routing.google_token import GoogleVerifier, TokenRejected
+from gateway.settings import Settings
 
 logger = logging.getLogger(__name__)
 
@@ -43,6 +44,13 @@ async def refusal(request: web.Request) -> web.Response | None:
         logger.info("refused webhook request on %s: %s", request.path[:200], exc.reason)
         return refusal_response(exc.status, f"unauthorized: {exc.text}")
     return None
+
+
+def preflight(settings: Settings) -> None:
+    """Refuse to build the app (ConfigError) when verification is on but its key file is unusable."""
+    google = settings.google
+    if google.project_id is not None and google.jwks_file is not None:
+        check_key_file(google.jwks_file)
 
 
 async def google_verification(app: web.Application) -> AsyncIterator[None]:

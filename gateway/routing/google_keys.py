@@ -105,6 +105,23 @@ def _usable(key: Any) -> RSAPublicKey | None:
     return None
 
 
+def read_key_file(path: Path) -> Keys:
+    """The keys in a local JWKS (or PEM-certificate) file, or KeysUnusable."""
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise KeysUnusable(f"cannot read the file ({exc.strerror})") from None
+    return parse_keys(_json(raw))
+
+
+def check_key_file(path: Path) -> None:
+    """ConfigError unless `path` holds at least one usable signing key (for start-up checks)."""
+    try:
+        read_key_file(path)
+    except KeysUnusable as exc:
+        raise ConfigError(f"google.jwks_file={path}: {exc}") from None
+
+
 class GoogleKeys:
     """Signing keys by kid, refreshed when they expire or when a token names a kid we do not know.
 
@@ -209,12 +226,9 @@ class GoogleKeys:
 
     async def _load(self) -> tuple[Keys, float]:
         if self.file is not None:
-            try:
-                raw = await asyncio.get_running_loop().run_in_executor(None, self.file.read_bytes)
-            except OSError as exc:
-                raise KeysUnusable(f"cannot read the file ({exc.strerror})") from None
+            keys = await asyncio.get_running_loop().run_in_executor(None, read_key_file, self.file)
             # A file changes only when its owner edits it; unknown kids still trigger a re-read.
-            return parse_keys(_json(raw)), math.inf
+            return keys, math.inf
         return await self._fetch()
 
     async def _fetch(self) -> tuple[Keys, float]:
@@ -237,7 +251,8 @@ class GoogleKeys:
         """JSON-friendly state for the admin status page (key ids only, never key material)."""
         now = self._clock()
         return {
-            "source": self.source,
+            # The URL, or only the file's name: admin answers do not show the host's folders.
+            "source": self.url if self.url is not None else f"file:{self.file.name if self.file else ''}",
             "kids": sorted(self._keys),
             "fetched_at": self._fetched_wall,
             "expires_in_seconds": None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import datetime
 import json
 from pathlib import Path
@@ -133,3 +134,10 @@ async def test_unreadable_file_is_a_configuration_error(tmp_path: Path) -> None:
     async with GoogleKeys(file=tmp_path / "missing.json") as keys:
         with pytest.raises(ConfigError, match=r"google\.jwks_file=.*cannot read"):
             await keys.refresh(strict=True)
+
+
+async def test_a_burst_of_first_requests_fetches_once(jwks: JwksServer, google_key: SigningKey) -> None:
+    async with GoogleKeys(url=jwks.url) as keys:
+        results = await asyncio.gather(*(keys.lookup(google_key.kid) for _ in range(20)))
+    assert all(len(found) == 1 for found in results)
+    assert jwks.hits == 1
