@@ -239,7 +239,7 @@ class GoogleKeys:
             async with self._session.get(self.url, allow_redirects=False) as resp:
                 if resp.status != 200:
                     raise KeysUnusable(f"HTTP {resp.status}")
-                raw = await resp.content.read(MAX_JWKS_BYTES + 1)
+                raw = await _read_at_most(resp.content, MAX_JWKS_BYTES + 1)
                 cache_control = resp.headers.get("Cache-Control")
         except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
             raise KeysUnusable(f"{type(exc).__name__}") from None
@@ -260,6 +260,19 @@ class GoogleKeys:
             else round(max(self._expires_at - now, 0.0), 1),
             "fetches": self.fetches,
         }
+
+
+async def _read_at_most(stream: aiohttp.StreamReader, limit: int) -> bytes:
+    """Up to `limit` bytes; StreamReader.read(n) returns whatever has arrived so far, so loop."""
+    chunks: list[bytes] = []
+    size = 0
+    while size < limit:
+        chunk = await stream.read(limit - size)
+        if not chunk:
+            break
+        chunks.append(chunk)
+        size += len(chunk)
+    return b"".join(chunks)
 
 
 def _json(raw: bytes) -> Any:

@@ -99,6 +99,7 @@ class JwksServer:
     keys: list[SigningKey]
     cache_control: str = "public, max-age=300, must-revalidate"
     status: int = 200
+    padding: int = 0  # extra bytes in the document (big responses arrive in many segments)
     hits: int = 0
     server: TestServer | None = field(default=None, repr=False)
 
@@ -109,7 +110,9 @@ class JwksServer:
 
     async def handle(self, request: web.Request) -> web.Response:
         self.hits += 1
-        body = {"keys": [key.jwk() for key in self.keys]}
+        body: dict[str, Any] = {"keys": [key.jwk() for key in self.keys]}
+        if self.padding:
+            body["padding"] = "p" * self.padding
         return web.json_response(body, status=self.status, headers={"Cache-Control": self.cache_control})
 
 

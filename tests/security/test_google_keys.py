@@ -141,3 +141,16 @@ async def test_a_burst_of_first_requests_fetches_once(jwks: JwksServer, google_k
         results = await asyncio.gather(*(keys.lookup(google_key.kid) for _ in range(20)))
     assert all(len(found) == 1 for found in results)
     assert jwks.hits == 1
+
+
+async def test_large_documents_are_read_whole_and_oversized_ones_refused(
+    jwks: JwksServer, google_key: SigningKey
+) -> None:
+    clock = Clock()
+    jwks.padding = 600_000  # arrives in many TCP segments
+    async with GoogleKeys(url=jwks.url, clock=clock) as keys:
+        assert len(await keys.lookup(google_key.kid)) == 1
+    jwks.padding = google_keys.MAX_JWKS_BYTES + 1
+    async with GoogleKeys(url=jwks.url, clock=clock) as keys:
+        assert await keys.lookup(google_key.kid) == []
+        assert not keys.loaded
