@@ -210,9 +210,9 @@ def test_plain_model_names_pass(model_paths: dict[str, Path]) -> None:
     assert validate_sha256(" " + "AB" * 32 + " ") == "ab" * 32
 
 
-def _pool(**kwargs: object) -> AgentPool:
+def _pool(hmac_key: str | None = None) -> AgentPool:
     settings = gateway_settings()
-    return AgentPool(settings.bots, tracker_stores_for(settings), **kwargs)  # type: ignore[arg-type]
+    return AgentPool(settings.bots, tracker_stores_for(settings), hmac_key=hmac_key)
 
 
 async def _greets_in_english(pool: AgentPool) -> bool:
