@@ -11,8 +11,8 @@ from aiohttp import web
 
 from gateway import appkeys
 from gateway.agents.pool import AgentPool
-from gateway.errors import BadRequest, TrainingError
-from gateway.routing import health, webhook
+from gateway.errors import AuthError, BadRequest, TrainingError
+from gateway.routing import admin_status, auth, google_auth, health, limits, webhook
 from gateway.routing.locale import LocaleRouter
 from gateway.settings import Settings
 from gateway.storage.redis_client import redis_client
@@ -48,6 +48,8 @@ async def errors_middleware(
         return await handler(request)
     except BadRequest as exc:
         return webhook.error_response(exc.status, exc.reason)
+    except AuthError as exc:
+        return auth.refusal_response(401, str(exc))
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
@@ -61,15 +63,20 @@ async def errors_middleware(
 
 def create_app(settings: Settings, resolve_models: ModelResolver = newest_local_models) -> web.Application:
     """Build the application; resources start and stop with it."""
+    google_auth.preflight(settings)  # a bad key file stops start-up here, with one clear line
+    limits.install_protocol_error_filter()
     app = web.Application(
-        middlewares=[errors_middleware],
+        middlewares=[errors_middleware, auth.admin_guard],
         client_max_size=settings.server.max_body_bytes,
+        handler_args=limits.handler_args(settings),
     )
     app[appkeys.SETTINGS] = settings
     app[appkeys.ROUTER] = LocaleRouter(
         {lang: bot.locales for lang, bot in settings.bots.items()}, settings.default_bot
     )
     app[appkeys.BACKGROUND] = set()
+    # First: a bad google.jwks_file stops start-up before any model is loaded.
+    app.cleanup_ctx.append(google_auth.google_verification)
     app.cleanup_ctx.append(_redis)
     app.cleanup_ctx.append(_agent_pool(resolve_models))
     app.cleanup_ctx.append(_background_turns)
@@ -80,6 +87,8 @@ def create_app(settings: Settings, resolve_models: ModelResolver = newest_local_
     app.router.add_get("/readyz", health.readyz)
     app.router.add_get("/bots", health.list_bots)
     app.router.add_get("/bots/{lang}/ping", health.ping_bot)
+    # auth.admin_guard answers 404 for /admin/* while admin.token is unset, 401 without the token.
+    app.router.add_get("/admin/status", admin_status.admin_status)
     return app
 
 
@@ -88,7 +97,10 @@ def _agent_pool(resolve_models: ModelResolver) -> Callable[[web.Application], As
         settings = app[appkeys.SETTINGS]
         client = app[appkeys.REDIS]
         pool = AgentPool(
-            settings.bots, tracker_stores_for(settings, client), conversation_locks(settings, client)
+            settings.bots,
+            tracker_stores_for(settings, client),
+            conversation_locks(settings, client),
+            hmac_key=settings.models.hmac_key,
         )
         app[appkeys.POOL] = pool
         # Load in the background: the server answers /healthz (and 503 on /readyz) meanwhile.

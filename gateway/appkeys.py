@@ -8,6 +8,7 @@ import redis.asyncio as aioredis
 from aiohttp import web
 
 from gateway.agents.pool import AgentPool
+from gateway.routing.google_token import GoogleVerifier
 from gateway.routing.locale import LocaleRouter
 from gateway.settings import Settings
 
@@ -19,3 +20,5 @@ BACKGROUND = web.AppKey("background", set[asyncio.Task[object]])
 STARTUP = web.AppKey("startup", asyncio.Task[None])
 # The process's one pooled Redis client; None in embedded mode.
 REDIS: web.AppKey[aioredis.Redis | None] = web.AppKey("redis")
+# Present only while google.project_id is set (see gateway/routing/google_auth.py).
+GOOGLE_VERIFIER = web.AppKey("google_verifier", GoogleVerifier)

@@ -42,6 +42,8 @@ def configure(settings: LoggingSettings) -> None:
     root.handlers[:] = [handler]
     root.setLevel(settings.level)
     _quiet_rasa_structlog(settings.level)
+    # Rasa's Agent.load raises the root level to WARNING; our own loggers keep the configured level.
+    logging.getLogger("gateway").setLevel(settings.level)
     for noisy in ("rasa", "tensorflow", "absl", "matplotlib", "aiohttp.access", "botocore", "urllib3"):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLevelName(settings.level)))
 

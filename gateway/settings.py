@@ -8,6 +8,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import yaml
 
@@ -55,6 +56,8 @@ class ServerSettings:
     max_text_chars: int = 1000
     workers: int = 1
     shutdown_timeout_seconds: float = 10.0
+    max_header_bytes: int = 8190
+    read_timeout_seconds: float = 5.0
 
 
 @dataclass(frozen=True)
@@ -296,6 +299,14 @@ class _Reader:
         return path if path.is_absolute() else base / path
 
 
+def _trusted_url(url: str) -> bool:
+    """https anywhere; plain http only to this machine (a local JWKS server in tests)."""
+    parts = urlsplit(url)
+    if parts.scheme == "https":
+        return bool(parts.hostname)
+    return parts.scheme == "http" and parts.hostname in {"127.0.0.1", "localhost", "::1"}
+
+
 def _build(raw: Mapping[str, Any], base: Path) -> Settings:
     from gateway.routing.locale import normalise_locale
 
@@ -349,6 +360,8 @@ def _build(raw: Mapping[str, Any], base: Path) -> Settings:
         max_text_chars=s.int_("max_text_chars", 1000, 1, 100_000),
         workers=s.int_("workers", 1, 1, 64),
         shutdown_timeout_seconds=s.float_("shutdown_timeout_seconds", 10.0, 0.0, 600.0),
+        max_header_bytes=s.int_("max_header_bytes", 8190, 1024, 65536),
+        read_timeout_seconds=s.float_("read_timeout_seconds", 5.0, 0.05, 120.0),
     )
     rd = top.section("redis")
     redis_url = rd.str_("url", optional=True)
@@ -378,6 +391,11 @@ def _build(raw: Mapping[str, Any], base: Path) -> Settings:
         s3_secret_access_key=m.str_("s3_secret_access_key", optional=True),
         hmac_key=m.str_("hmac_key", optional=True),
     )
+    if models.hmac_key is not None and len(models.hmac_key) < 16:
+        raise ConfigError(
+            "invalid setting models.hmac_key: too short (at least 16 characters); "
+            "unset it to load unsigned models"
+        )
     ev = top.section("events")
     events = EventSettings(channel=ev.str_("channel", "{project}-{lang}"))
     a = top.section("admin")
@@ -388,9 +406,12 @@ def _build(raw: Mapping[str, Any], base: Path) -> Settings:
             "unset it to turn admin routes off"
         )
     g = top.section("google")
+    jwks_url = g.str_("jwks_url", GoogleSettings.jwks_url)
+    if not _trusted_url(jwks_url):
+        raise g.fail("jwks_url", jwks_url, "an https:// URL (http:// only for localhost)")
     google = GoogleSettings(
         project_id=g.str_("project_id", optional=True),
-        jwks_url=g.str_("jwks_url", GoogleSettings.jwks_url),
+        jwks_url=jwks_url,
         jwks_file=g.path("jwks_file", None, base, optional=True),
         leeway_seconds=g.int_("leeway_seconds", 30, 0, 600),
     )

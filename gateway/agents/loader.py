@@ -49,14 +49,16 @@ def load_agent_blocking(path: Path, tracker_store: TrackerStore) -> Agent:
     from rasa.core.agent import Agent
 
     if not path.is_file():
-        raise ModelError(f"model archive {path} does not exist")
+        raise ModelError(f"model archive {path.name} does not exist")
     # A shallow copy shares the conversations but holds this model's domain, so loading a new model
     # never changes the domain (slots) under the model that is still answering.
     tracker_store = copy.copy(tracker_store)
     try:
         agent = Agent.load(str(path), tracker_store=tracker_store)
     except Exception as exc:  # rasa/tarfile/pickle raise many types; all mean "unusable model"
-        raise ModelError(f"cannot load model {path.name}: {type(exc).__name__}: {exc}") from exc
+        # The name and type only: Rasa's messages carry temporary paths, and this text reaches /readyz.
+        logger.warning("model %s failed to load: %s: %s", path.name, type(exc).__name__, exc)
+        raise ModelError(f"cannot load model {path.name}: {type(exc).__name__}") from exc
     if agent.processor is None or agent.domain is None:
         raise ModelError(f"model {path.name} has no dialogue model (NLU-only archives cannot answer)")
     tracker_store.domain = agent.domain

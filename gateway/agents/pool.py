@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from gateway.agents import dialogue
+from gateway.agents.archive import verify_archive
 from gateway.agents.loader import LoadedModel, load_model
 from gateway.errors import BotNotReady, GatewayError, UnknownBot
 from gateway.settings import BotSettings
@@ -81,10 +82,12 @@ class AgentPool:
         bots: Mapping[str, BotSettings],
         tracker_stores: Mapping[str, TrackerStore],
         locks: ConversationLocks | None = None,
+        hmac_key: str | None = None,
     ) -> None:
         self.bots = {lang: Bot(cfg, tracker_stores[lang]) for lang, cfg in bots.items()}
         # `is None`, not `or`: an idle lock set has length 0 and is falsy.
         self.locks: ConversationLocks = locks if locks is not None else InMemoryLocks()
+        self.hmac_key = hmac_key
 
     def get(self, lang: str) -> Bot:
         """The bot for `lang`, or UnknownBot."""
@@ -101,8 +104,10 @@ class AgentPool:
         """Languages that cannot answer yet."""
         return [lang for lang, bot in self.bots.items() if not bot.ready]
 
-    async def load(self, lang: str, path: Path, sha256: str | None = None) -> LoadedModel:
-        """Load `path` for `lang`, warm it with the probe text, then make it the answering model.
+    async def load(
+        self, lang: str, path: Path, sha256: str | None = None, signature: str | None = None
+    ) -> LoadedModel:
+        """Verify `path` (see archive.verify_archive), load it for `lang`, warm it, then make it answer.
 
         Requests already running keep the model object they started with; on any failure the
         current model keeps answering and the error is recorded on the bot.
@@ -110,8 +115,11 @@ class AgentPool:
         bot = self.get(lang)
         if bot.model is None:
             bot._set_state(BotState.LOADING)
+        loop = asyncio.get_running_loop()
         try:
-            model = await load_model(path, bot.tracker_store, sha256)
+            # Before Rasa sees the file: it unpickles and extracts whatever the archive holds.
+            digest = await loop.run_in_executor(None, verify_archive, path, sha256, self.hmac_key, signature)
+            model = await load_model(path, bot.tracker_store, digest)
             await dialogue.probe(model, bot.settings.probe)
         except (GatewayError, OSError) as exc:
             bot.last_error = str(exc)

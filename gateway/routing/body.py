@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import orjson
@@ -10,16 +11,23 @@ from aiohttp import web
 from gateway.errors import BadRequest
 
 MAX_DEPTH = 32
+READ_TIMEOUT_SECONDS = 5.0
 
 
-async def read_json(request: web.Request, max_bytes: int) -> dict[str, Any]:
-    """The request's JSON object, or BadRequest with the reason (413/415/400)."""
+async def read_json(
+    request: web.Request, max_bytes: int, timeout: float = READ_TIMEOUT_SECONDS
+) -> dict[str, Any]:
+    """The request's JSON object, or BadRequest with the reason (413/415/408/400)."""
     if request.content_length is not None and request.content_length > max_bytes:
         raise BadRequest(f"body of {request.content_length} bytes exceeds {max_bytes} bytes", status=413)
     ctype = request.content_type
     if ctype != "application/json" and not ctype.endswith("+json"):
         raise BadRequest(f"content type {ctype!r} is not application/json", status=415)
-    raw = await request.content.read(max_bytes + 1)
+    try:
+        # A client dribbling its body must not hold a handler (and its memory) for ever.
+        raw = await asyncio.wait_for(_read_at_most(request, max_bytes + 1), timeout)
+    except asyncio.TimeoutError:
+        raise BadRequest(f"body not received within {timeout:g} s", status=408) from None
     if len(raw) > max_bytes:
         raise BadRequest(f"body exceeds {max_bytes} bytes", status=413)
     if not raw:
@@ -34,6 +42,19 @@ async def read_json(request: web.Request, max_bytes: int) -> dict[str, Any]:
     if _depth(body) > MAX_DEPTH:
         raise BadRequest(f"JSON nested deeper than {MAX_DEPTH} levels")
     return body
+
+
+async def _read_at_most(request: web.Request, limit: int) -> bytes:
+    """The body up to `limit` bytes; StreamReader.read(n) returns whatever has arrived, so loop."""
+    chunks: list[bytes] = []
+    size = 0
+    while size < limit:
+        chunk = await request.content.read(limit - size)
+        if not chunk:  # end of body
+            break
+        chunks.append(chunk)
+        size += len(chunk)
+    return b"".join(chunks)
 
 
 def _depth(value: Any) -> int:

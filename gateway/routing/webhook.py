@@ -12,6 +12,7 @@ from aiohttp import web
 from gateway import appkeys, metrics
 from gateway.agents.pool import Bot
 from gateway.errors import BadRequest, BotNotReady, StorageError
+from gateway.routing import google_auth
 from gateway.routing.actions_builder import ActionsBuilderCodec
 from gateway.routing.body import read_json
 from gateway.routing.protocol import JSON, Codec, Reply, Turn, TurnKind
@@ -42,8 +43,11 @@ async def google_webhook(request: web.Request) -> web.Response:
     """POST /webhook/google (alias /google_action)."""
     app = request.app
     settings = app[appkeys.SETTINGS]
+    refused = await google_auth.refusal(request)  # before the body is read: strangers get nothing parsed
+    if refused is not None:
+        return refused
     try:
-        body = await read_json(request, settings.server.max_body_bytes)
+        body = await read_json(request, settings.server.max_body_bytes, settings.server.read_timeout_seconds)
         codec = detect(body)
         turn = codec.decode(body)
     except BadRequest as exc:
