@@ -19,9 +19,7 @@ async def read_json(request: web.Request, max_bytes: int) -> dict[str, Any]:
     ctype = request.content_type
     if ctype != "application/json" and not ctype.endswith("+json"):
         raise BadRequest(f"content type {ctype!r} is not application/json", status=415)
-    raw = await request.content.read(max_bytes + 1)
-    if len(raw) > max_bytes:
-        raise BadRequest(f"body exceeds {max_bytes} bytes", status=413)
+    raw = await _read_at_most(request, max_bytes)
     if not raw:
         raise BadRequest("empty body: expected a JSON object")
     try:
@@ -34,6 +32,19 @@ async def read_json(request: web.Request, max_bytes: int) -> dict[str, Any]:
     if _depth(body) > MAX_DEPTH:
         raise BadRequest(f"JSON nested deeper than {MAX_DEPTH} levels")
     return body
+
+
+async def _read_at_most(request: web.Request, max_bytes: int) -> bytes:
+    """The whole body, or 413 as soon as it grows past `max_bytes` (chunked bodies have no length)."""
+    chunks: list[bytes] = []
+    size = 0
+    # StreamReader.read(n) returns whatever has arrived (up to n), so loop until the end of the body.
+    while chunk := await request.content.read(max_bytes + 1 - size):
+        size += len(chunk)
+        if size > max_bytes:
+            raise BadRequest(f"body exceeds {max_bytes} bytes", status=413)
+        chunks.append(chunk)
+    return b"".join(chunks)
 
 
 def _depth(value: Any) -> int:
