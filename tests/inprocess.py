@@ -37,7 +37,9 @@ async def post_raw(
     """POST raw bytes; the status and the decoded JSON answer (a non-JSON answer fails the test)."""
     async with client.post(path, data=data, headers={"Content-Type": content_type}) as resp:
         text = await resp.text()
-        assert resp.content_type == "application/json", f"{resp.status} answered {resp.content_type}: {text!r}"
+        assert resp.content_type == "application/json", (
+            f"{resp.status} answered {resp.content_type}: {text!r}"
+        )
         return resp.status, json.loads(text)
 
 

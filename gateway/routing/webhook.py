@@ -77,7 +77,7 @@ async def answer(app: web.Application, bot: Bot, turn: Turn, started: float | No
     prompts = bot.settings.prompts
     if turn.kind is TurnKind.CANCEL:
         return Reply([{"text": prompts.cancel}], end_conversation=True)
-    text = bot.settings.welcome if turn.kind is TurnKind.WELCOME else turn.text
+    text = bot.settings.welcome if turn.kind is TurnKind.WELCOME else user_text(turn.text)
     text = text[: settings.server.max_text_chars]
     if turn.kind is TurnKind.NO_INPUT or not text.strip():
         # Silence is not an utterance: reprompt without a turn; the last reprompt ends it.
@@ -110,6 +110,18 @@ async def answer(app: web.Application, bot: Bot, turn: Turn, started: float | No
     if not rich.texts(messages):
         messages = [*messages, {"text": prompts.empty}]
     return Reply(messages, end_conversation=_ends(messages, settings.ending_actions))
+
+
+def user_text(raw: str) -> str:
+    """What the user said, without the leading '/' of Rasa's intent shortcut ("/inform{...}").
+
+    Users must not pick intents or set slots directly; Rasa strips whitespace before looking for
+    the '/', so whitespace and slashes are stripped together until neither leads.
+    """
+    text = raw
+    while (stripped := text.strip().lstrip("/")) != text:
+        text = stripped
+    return text
 
 
 def _ends(messages: list[JSON], ending_actions: frozenset[str]) -> bool:
