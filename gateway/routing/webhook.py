@@ -84,10 +84,9 @@ async def answer(app: web.Application, bot: Bot, turn: Turn, started: float | No
         return Reply([{"text": prompts.no_input}], end_conversation=turn.final)
     now = asyncio.get_running_loop().time()
     remaining = settings.server.deadline_seconds - (now - (now if started is None else started))
-    # Namespaced by language: a session that changes locale cannot corrupt another bot's tracker.
-    sender_id = f"{bot.lang}:{turn.session_id}"
+    sender = sender_id(bot.lang, turn.session_id)
     pool = app[appkeys.POOL]
-    task = asyncio.create_task(pool.respond(bot.lang, sender_id, text, {"intent": turn.intent}))
+    task = asyncio.create_task(pool.respond(bot.lang, sender, text, {"intent": turn.intent}))
     try:
         # shield: the deadline cancels our wait, never the turn itself.
         messages = await asyncio.wait_for(asyncio.shield(task), max(remaining, 0.0))
@@ -110,6 +109,11 @@ async def answer(app: web.Application, bot: Bot, turn: Turn, started: float | No
     if not rich.texts(messages):
         messages = [*messages, {"text": prompts.empty}]
     return Reply(messages, end_conversation=_ends(messages, settings.ending_actions))
+
+
+def sender_id(lang: str, session_id: str) -> str:
+    """The Rasa sender of a Google session, namespaced by language: a locale switch cannot mix trackers."""
+    return f"{lang}:{session_id}"
 
 
 def user_text(raw: str) -> str:
