@@ -11,7 +11,7 @@ from gateway.routing.actions_builder import END_SCENE, ActionsBuilderCodec
 from gateway.routing.conversation_v2 import ConversationV2Codec
 from gateway.routing.dialogflow import DialogflowCodec
 from gateway.routing.protocol import Reply, Turn, TurnKind
-from gateway.routing.webhook import _ends
+from gateway.routing.webhook import _ends, never_silent
 from tests.shapes import schema_errors
 
 V3, V2, DF = ActionsBuilderCodec(), ConversationV2Codec(), DialogflowCodec()
@@ -257,3 +257,28 @@ def test_cancel_answer_is_one_bubble_of_at_most_60_characters_in_legacy_shapes()
 def test_session_params_round_trip_in_v3() -> None:
     body = ActionsBuilderCodec().encode(TURN, Reply([{"text": "Hi"}]))
     assert body["session"] == {"id": "s-1", "params": {"k": [1]}}
+
+
+# --- never an empty prompt --------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "messages",
+    [
+        [],
+        [{"text": "   "}],
+        [{"image": "https://example.com/a.png"}],
+        [{"custom": {"google": {"expectUserResponse": False}}}],
+        [{"text": "", "buttons": [{"title": "Hours"}]}],
+    ],
+)
+def test_a_reply_that_says_nothing_gets_the_empty_prompt(messages: list[dict[str, Any]]) -> None:
+    filled = never_silent(messages, "Sorry, nothing to say.")
+    assert filled[-1] == {"text": "Sorry, nothing to say."}
+    for body in encode_all(filled).values():  # and every shape then has a non-empty first bubble
+        assert "Sorry, nothing to say." in str(body)
+
+
+def test_a_reply_with_text_is_left_alone() -> None:
+    messages = [{"text": "Hi"}, {"image": "https://example.com/a.png"}]
+    assert never_silent(messages, "unused") == messages

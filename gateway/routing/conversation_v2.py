@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from gateway.errors import BadRequest
 from gateway.routing import fields, rich
 from gateway.routing.protocol import JSON, Reply, Turn, TurnKind
+from gateway.settings import MAX_CANCEL_CHARS
 
 TEXT_INTENT = "actions.intent.TEXT"
 _KINDS = {
@@ -16,8 +17,6 @@ _KINDS = {
     "actions.intent.CANCEL": TurnKind.CANCEL,
     "actions.intent.NO_INPUT": TurnKind.NO_INPUT,
 }
-# Google's rule for the answer to actions.intent.CANCEL: one simple response of at most 60 characters.
-CANCEL_MAX_CHARS = 60
 
 
 @dataclass(frozen=True)
@@ -111,7 +110,7 @@ class ConversationV2Codec:
         """expectedInputs with a rich initial prompt while the conversation goes on, else finalResponse."""
         layout = rich.render(reply.messages)
         cancel = turn.kind is TurnKind.CANCEL
-        max_chars = CANCEL_MAX_CHARS if cancel else rich.SIMPLE_MAX_CHARS
+        max_chars = MAX_CANCEL_CHARS if cancel else rich.SIMPLE_MAX_CHARS
         if cancel:
             layout = rich.Rich(simples=layout.simples[:1], google=layout.google)
         google = dict(layout.google)

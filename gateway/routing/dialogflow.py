@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from gateway.routing import fields, rich
-from gateway.routing.conversation_v2 import CANCEL_MAX_CHARS, read_input
+from gateway.routing.conversation_v2 import read_input
 from gateway.routing.protocol import JSON, Reply, Turn, TurnKind
+from gateway.settings import MAX_CANCEL_CHARS
 
 # The query text Dialogflow reports when Google starts the conversation (the welcome event).
 WELCOME_QUERY = "GOOGLE_ASSISTANT_WELCOME"
@@ -68,7 +69,7 @@ class DialogflowCodec:
         max_chars = rich.SIMPLE_MAX_CHARS
         if turn.kind is TurnKind.CANCEL:
             layout = rich.Rich(simples=layout.simples[:1], google=layout.google)
-            max_chars = CANCEL_MAX_CHARS
+            max_chars = MAX_CANCEL_CHARS
         google: JSON = {
             "expectUserResponse": not reply.end_conversation,
             "richResponse": rich.legacy_rich_response(

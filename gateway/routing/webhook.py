@@ -106,9 +106,14 @@ async def answer(app: web.Application, bot: Bot, turn: Turn, started: float | No
     except Exception:  # a bug inside the bot must not become a 5xx for Google; it is logged in full
         logger.exception("bot %s: turn for %s failed", bot.lang, turn.session_id)
         return Reply([{"text": prompts.unavailable}])
-    if not rich.texts(messages):
-        messages = [*messages, {"text": prompts.empty}]
+    messages = never_silent(messages, prompts.empty)
     return Reply(messages, end_conversation=_ends(messages, settings.ending_actions))
+
+
+def never_silent(messages: list[JSON], empty_prompt: str) -> list[JSON]:
+    """`messages` with the language's empty prompt added when none of them says anything."""
+    # Images, chips and custom payloads alone are no prompt: Google needs a simple response first.
+    return messages if rich.texts(messages) else [*messages, {"text": empty_prompt}]
 
 
 def sender_id(lang: str, session_id: str) -> str:
