@@ -23,6 +23,8 @@ ENV_PREFIX = "GATEWAY_"
 _NON_SETTING_ENV = {"GATEWAY_MODEL_CACHE", "GATEWAY_CONFIG"}
 _LANG_RE = re.compile(r"^[a-z]{2,3}$")
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
+# Google's rule for the answer to actions.intent.CANCEL: one simple response of at most 60 characters.
+MAX_CANCEL_CHARS = 60
 
 
 @dataclass(frozen=True)
@@ -33,6 +35,7 @@ class Prompts:
     timeout: str
     unavailable: str
     cancel: str
+    no_input: str
 
 
 @dataclass(frozen=True)
@@ -345,8 +348,11 @@ def _build(raw: Mapping[str, Any], base: Path) -> Settings:
                 timeout=p.str_("timeout"),
                 unavailable=p.str_("unavailable"),
                 cancel=p.str_("cancel"),
+                no_input=p.str_("no_input"),
             ),
         )
+        if len(bots[lang].prompts.cancel) > MAX_CANCEL_CHARS:
+            raise p.fail("cancel", bots[lang].prompts.cancel, f"at most {MAX_CANCEL_CHARS} characters")
     default_bot = b.str_("default", next(iter(bots)))
     if default_bot not in bots:
         raise b.fail("default", default_bot, "one of the configured languages: " + ", ".join(bots))

@@ -2,104 +2,114 @@
 
 from __future__ import annotations
 
-from typing import Any
+import re
 
 from gateway.errors import BadRequest
+from gateway.routing import fields, rich
 from gateway.routing.protocol import JSON, Reply, Turn, TurnKind
 
 END_SCENE = "actions.scene.END_CONVERSATION"
+START_SCENE = "actions.scene.START_CONVERSATION"
 HEALTH_CHECK = "actions.handler.HEALTH_CHECK"
-_KIND_BY_INTENT = {
+SYSTEM_PREFIX = "actions.intent."
+_SYSTEM_INTENTS = {
     "actions.intent.MAIN": TurnKind.WELCOME,
+    "actions.intent.PLAY_GAME": TurnKind.WELCOME,
     "actions.intent.CANCEL": TurnKind.CANCEL,
     "actions.intent.NO_INPUT_1": TurnKind.NO_INPUT,
     "actions.intent.NO_INPUT_2": TurnKind.NO_INPUT,
     "actions.intent.NO_INPUT_FINAL": TurnKind.NO_INPUT,
+    # What the user said matched no Builder intent: exactly what the Rasa bot is for.
+    "actions.intent.NO_MATCH_1": TurnKind.MESSAGE,
+    "actions.intent.NO_MATCH_2": TurnKind.MESSAGE,
+    "actions.intent.NO_MATCH_FINAL": TurnKind.MESSAGE,
+    "actions.intent.TEXT": TurnKind.MESSAGE,
 }
-
-
-def _obj(body: JSON, key: str, *, required: bool = False) -> JSON:
-    value = body.get(key)
-    if value is None:
-        if required:
-            raise BadRequest(f"missing field {key!r}")
-        return {}
-    if not isinstance(value, dict):
-        raise BadRequest(f"field {key!r} must be an object, got {type(value).__name__}")
-    return value
-
-
-def _str(obj: JSON, key: str, where: str) -> str:
-    value = obj.get(key)
-    if value is None:
-        return ""
-    if not isinstance(value, str):
-        raise BadRequest(f"field {where}.{key} must be a string, got {type(value).__name__}")
-    return value
+# User-defined Builder intents: letters, digits, '_', '.', '-'.
+_CUSTOM_INTENT_RE = re.compile(r"^[\w.-]{1,128}$")
 
 
 class ActionsBuilderCodec:
-    """handler/intent/scene/session/user request -> session/prompt/scene response."""
+    """handler/intent/scene/session/user request -> session/prompt/scene response.
+
+    Routing prefers `session.languageCode` (set once the action asked for `expected.languageCode`)
+    over `user.locale`; a request carrying neither is refused with 400. System intents the gateway
+    does not know (`actions.intent.*`) are refused too; custom Builder intents pass their query on.
+    """
 
     channel = "actions_builder"
 
     def matches(self, body: JSON) -> bool:
-        return "handler" in body or ("session" in body and "user" in body and "inputs" not in body)
+        """A v3 body has a handler, an intent or scene object, or a session object."""
+        return any(key in body for key in ("handler", "intent", "scene")) or isinstance(
+            body.get("session"), dict
+        )
 
     def decode(self, body: JSON) -> Turn:
-        handler = _str(_obj(body, "handler"), "name", "handler")
-        session = _obj(body, "session", required=True)
-        session_id = _str(session, "id", "session")
-        if not session_id:
-            raise BadRequest("missing field session.id")
-        params = session.get("params") or {}
-        if not isinstance(params, dict):
-            raise BadRequest("field session.params must be an object")
-        user = _obj(body, "user")
-        # After the action set expected.languageCode, the session's language wins over the device's.
-        locale = _str(session, "languageCode", "session") or _str(user, "locale", "user") or None
-        intent = _obj(body, "intent")
-        intent_name = _str(intent, "name", "intent")
-        query = _str(intent, "query", "intent")
+        """Turn or BadRequest naming the field at fault."""
+        handler = fields.string(fields.obj(body, "handler", "handler"), "name", "handler.name")
+        session = fields.obj(body, "session", "session", required=handler != HEALTH_CHECK)
+        user = fields.obj(body, "user", "user")
+        language = fields.string(session, "languageCode", "session.languageCode")
+        user_locale = fields.string(user, "locale", "user.locale")
         if handler == HEALTH_CHECK:
-            kind = TurnKind.HEALTH_CHECK
-        else:
-            kind = _KIND_BY_INTENT.get(intent_name, TurnKind.MESSAGE)
-        scene = _obj(body, "scene")
+            # Google's health check: answered with {} and no other work, whatever else the body holds.
+            return Turn(TurnKind.HEALTH_CHECK, "", language or user_locale or None, handler=handler)
+        session_id = fields.session_id(fields.string(session, "id", "session.id"), "session.id")
+        params = fields.obj(session, "params", "session.params")
+        locale = fields.locale((language, "session.languageCode"), (user_locale, "user.locale"))
+        intent = fields.obj(body, "intent", "intent")
+        name = fields.string(intent, "name", "intent.name")
+        fields.obj(intent, "params", "intent.params")
+        query = fields.string(intent, "query", "intent.query")
+        scene = fields.string(fields.obj(body, "scene", "scene"), "name", "scene.name")
+        kind = _kind(name)
         return Turn(
             kind=kind,
             session_id=session_id,
             locale=locale,
             text=query,
-            intent=intent_name,
+            intent=name,
             handler=handler,
             session_params=params,
-            echo={"scene": _str(scene, "name", "scene")},
+            final=name == "actions.intent.NO_INPUT_FINAL",
+            echo={"scene": scene},
         )
 
     def encode(self, turn: Turn, reply: Reply) -> JSON:
+        """The response body for `reply`: prompt, session echo, and the end scene when it ends."""
         if turn.kind is TurnKind.HEALTH_CHECK:
             return {}
-        texts = [m["text"] for m in reply.messages if isinstance(m.get("text"), str) and m["text"]]
-        speech = " ".join(texts)
-        prompt: dict[str, Any] = {"override": False, "firstSimple": {"speech": speech, "text": speech}}
-        chips = _chips(reply.messages)
-        if chips:
-            prompt["suggestions"] = [{"title": title} for title in chips]
-        out: JSON = {
-            "session": {"id": turn.session_id, "params": turn.session_params},
-            "prompt": prompt,
-        }
+        layout = rich.render(reply.messages)
+        prompt: JSON = {"override": False}
+        if layout.simples:
+            first = layout.simples[0]
+            prompt["firstSimple"] = {"speech": first.speech, "text": first.text}
+        if len(layout.simples) > 1:
+            last = layout.simples[1]
+            prompt["lastSimple"] = {"speech": last.speech, "text": last.text}
+        if layout.image is not None:
+            prompt["content"] = {"image": {"url": layout.image.url, "alt": layout.image.alt}}
+        if layout.chips and not reply.end_conversation:
+            prompt["suggestions"] = [{"title": title} for title in layout.chips]
+        out: JSON = {"session": {"id": turn.session_id, "params": turn.session_params}, "prompt": prompt}
         if reply.end_conversation:
-            out["scene"] = {"name": turn.echo.get("scene") or "", "next": {"name": END_SCENE}}
-        return out
+            scene = turn.echo.get("scene") or START_SCENE
+            out["scene"] = {"name": scene, "slots": {}, "next": {"name": END_SCENE}}
+        # expectUserResponse is the legacy way to end; here it was already turned into the end scene.
+        passthrough = {k: v for k, v in layout.google.items() if k != "expectUserResponse"}
+        return rich.merge(out, passthrough)
 
 
-def _chips(messages: list[JSON]) -> list[str]:
-    titles: list[str] = []
-    for message in messages:
-        for button in message.get("buttons") or []:
-            title = str(button.get("title", "")).strip()[:25]
-            if title and title not in titles:
-                titles.append(title)
-    return titles[:8]
+def _kind(name: str) -> TurnKind:
+    """What an intent name asks for; unknown system intents and malformed names are refused."""
+    if not name:
+        return TurnKind.MESSAGE
+    kind = _SYSTEM_INTENTS.get(name)
+    if kind is not None:
+        return kind
+    if name.startswith(SYSTEM_PREFIX):
+        raise BadRequest(f"unsupported intent {name[:128]!r}")
+    if not _CUSTOM_INTENT_RE.match(name):
+        raise BadRequest("field intent.name is not a valid intent name")
+    return TurnKind.MESSAGE

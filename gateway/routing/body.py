@@ -25,11 +25,9 @@ async def read_json(
         raise BadRequest(f"content type {ctype!r} is not application/json", status=415)
     try:
         # A client dribbling its body must not hold a handler (and its memory) for ever.
-        raw = await asyncio.wait_for(_read_at_most(request, max_bytes + 1), timeout)
+        raw = await asyncio.wait_for(_read_at_most(request, max_bytes), timeout)
     except asyncio.TimeoutError:
         raise BadRequest(f"body not received within {timeout:g} s", status=408) from None
-    if len(raw) > max_bytes:
-        raise BadRequest(f"body exceeds {max_bytes} bytes", status=413)
     if not raw:
         raise BadRequest("empty body: expected a JSON object")
     try:
@@ -44,16 +42,16 @@ async def read_json(
     return body
 
 
-async def _read_at_most(request: web.Request, limit: int) -> bytes:
-    """The body up to `limit` bytes; StreamReader.read(n) returns whatever has arrived, so loop."""
+async def _read_at_most(request: web.Request, max_bytes: int) -> bytes:
+    """The whole body, or 413 as soon as it grows past `max_bytes` (chunked bodies have no length)."""
     chunks: list[bytes] = []
     size = 0
-    while size < limit:
-        chunk = await request.content.read(limit - size)
-        if not chunk:  # end of body
-            break
-        chunks.append(chunk)
+    # StreamReader.read(n) returns whatever has arrived (up to n), so loop until the end of the body.
+    while chunk := await request.content.read(max_bytes + 1 - size):
         size += len(chunk)
+        if size > max_bytes:
+            raise BadRequest(f"body exceeds {max_bytes} bytes", status=413)
+        chunks.append(chunk)
     return b"".join(chunks)
 
 

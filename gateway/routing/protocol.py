@@ -28,6 +28,8 @@ class Turn:
     intent: str = ""
     handler: str = ""
     session_params: JSON = field(default_factory=dict)
+    # The last no-input reprompt (NO_INPUT_FINAL / IS_FINAL_REPROMPT): Google closes the mic after it.
+    final: bool = False
     # Shape-specific fields the encoder needs to echo back (conversation token, scene...).
     echo: JSON = field(default_factory=dict)
 

@@ -1,0 +1,140 @@
+"""Legacy conversation webhook (Actions SDK v2): AppRequest in, AppResponse out."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from gateway.errors import BadRequest
+from gateway.routing import fields, rich
+from gateway.routing.protocol import JSON, Reply, Turn, TurnKind
+from gateway.settings import MAX_CANCEL_CHARS
+
+TEXT_INTENT = "actions.intent.TEXT"
+_KINDS = {
+    "actions.intent.MAIN": TurnKind.WELCOME,
+    "actions.intent.TEXT": TurnKind.MESSAGE,
+    "actions.intent.OPTION": TurnKind.MESSAGE,
+    "actions.intent.CANCEL": TurnKind.CANCEL,
+    "actions.intent.NO_INPUT": TurnKind.NO_INPUT,
+}
+
+
+@dataclass(frozen=True)
+class LegacyInput:
+    """What the first `inputs[]` entry of an AppRequest asks for."""
+
+    kind: TurnKind
+    intent: str
+    text: str = ""
+    final: bool = False
+
+
+def read_input(app_request: JSON, where: str) -> LegacyInput:
+    """Decode `inputs[0]` of an AppRequest (also found inside Dialogflow's payload)."""
+    inputs = fields.objects(app_request, "inputs", f"{where}inputs", required=True)
+    first = inputs[0]
+    at = f"{where}inputs[0]"
+    intent = fields.string(first, "intent", f"{at}.intent", required=True)
+    kind = _KINDS.get(intent)
+    if kind is None:
+        raise BadRequest(f"unsupported intent {intent[:128]!r}")
+    raw_inputs = fields.objects(first, "rawInputs", f"{at}.rawInputs")
+    queries = [fields.string(raw, "query", f"{at}.rawInputs[{i}].query") for i, raw in enumerate(raw_inputs)]
+    arguments = fields.objects(first, "arguments", f"{at}.arguments")
+    if kind is TurnKind.WELCOME and _flag(fields.argument(arguments, "is_health_check"), at):
+        return LegacyInput(TurnKind.HEALTH_CHECK, intent)
+    if kind is TurnKind.NO_INPUT:
+        return LegacyInput(kind, intent, final=_flag(fields.argument(arguments, "IS_FINAL_REPROMPT"), at))
+    if intent == "actions.intent.OPTION":
+        return LegacyInput(kind, intent, _text_value(fields.argument(arguments, "OPTION"), at))
+    text = next((q for q in queries if q.strip()), "")
+    if not text and kind is TurnKind.MESSAGE:
+        text = _text_value(fields.argument(arguments, "text"), at)
+    return LegacyInput(kind, intent, text)
+
+
+def _flag(arg: JSON | None, at: str) -> bool:
+    """A boolean argument (boolValue true, or textValue "1"/"true" as older requests carry it)."""
+    if arg is None:
+        return False
+    if fields.boolean(arg, "boolValue", f"{at}.arguments.boolValue"):
+        return True
+    return fields.string(arg, "textValue", f"{at}.arguments.textValue").lower() in ("1", "true")
+
+
+def _text_value(arg: JSON | None, at: str) -> str:
+    if arg is None:
+        return ""
+    value = fields.string(arg, "textValue", f"{at}.arguments.textValue")
+    return value or fields.string(arg, "rawText", f"{at}.arguments.rawText")
+
+
+class ConversationV2Codec:
+    """AppRequest (user, conversation, inputs[]) -> AppResponse (expectedInputs or finalResponse).
+
+    The conversation id is the session; the conversation token comes back unchanged on every
+    answer so whatever the action keeps in it survives. A request without `user.locale` is refused
+    with 400, except Google's health check, which is answered without routing anything.
+    """
+
+    channel = "conversation_v2"
+
+    def matches(self, body: JSON) -> bool:
+        """A v2 body has `inputs` or `conversation` at the top level."""
+        return "inputs" in body or "conversation" in body
+
+    def decode(self, body: JSON) -> Turn:
+        """Turn or BadRequest naming the field at fault."""
+        user = fields.obj(body, "user", "user")
+        user_locale = fields.string(user, "locale", "user.locale")
+        conversation = fields.obj(body, "conversation", "conversation", required=True)
+        fields.string(conversation, "type", "conversation.type")
+        token = conversation.get("conversationToken")
+        if token is not None and not isinstance(token, str):
+            raise BadRequest("field conversation.conversationToken must be a string")
+        wanted = read_input(body, "")
+        if wanted.kind is TurnKind.HEALTH_CHECK:
+            return Turn(TurnKind.HEALTH_CHECK, "", user_locale or None, intent=wanted.intent)
+        conversation_id = fields.string(conversation, "conversationId", "conversation.conversationId")
+        return Turn(
+            kind=wanted.kind,
+            session_id=fields.session_id(conversation_id, "conversation.conversationId"),
+            locale=fields.locale((user_locale, "user.locale")),
+            text=wanted.text,
+            intent=wanted.intent,
+            final=wanted.final,
+            echo={"conversationToken": token},
+        )
+
+    def encode(self, turn: Turn, reply: Reply) -> JSON:
+        """expectedInputs with a rich initial prompt while the conversation goes on, else finalResponse."""
+        layout = rich.render(reply.messages)
+        cancel = turn.kind is TurnKind.CANCEL
+        max_chars = MAX_CANCEL_CHARS if cancel else rich.SIMPLE_MAX_CHARS
+        if cancel:
+            layout = rich.Rich(simples=layout.simples[:1], google=layout.google)
+        google = dict(layout.google)
+        google.pop("expectUserResponse", None)
+        custom_rich = google.pop("richResponse", None)
+        system_intent = google.pop("systemIntent", None)
+        prompt = rich.legacy_rich_response(layout, with_chips=not reply.end_conversation, max_chars=max_chars)
+        if isinstance(custom_rich, dict):
+            prompt = rich.merge(prompt, custom_rich)
+        out: JSON
+        if reply.end_conversation:
+            out = {"expectUserResponse": False, "finalResponse": {"richResponse": prompt}}
+        else:
+            expected: JSON = {
+                "inputPrompt": {"richInitialPrompt": prompt},
+                "possibleIntents": [{"intent": TEXT_INTENT}],
+            }
+            if isinstance(system_intent, dict) and isinstance(system_intent.get("intent"), str):
+                wanted: JSON = {"intent": system_intent["intent"]}
+                if "data" in system_intent:
+                    wanted["inputValueData"] = system_intent["data"]
+                expected["possibleIntents"] = [wanted]
+            out = {"expectUserResponse": True, "expectedInputs": [expected]}
+        token = turn.echo.get("conversationToken")
+        if token is not None:
+            out["conversationToken"] = token
+        return rich.merge(out, google)

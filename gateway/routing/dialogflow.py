@@ -1,0 +1,82 @@
+"""Dialogflow ES fulfillment carrying Google's AppRequest in originalDetectIntentRequest.payload."""
+
+from __future__ import annotations
+
+from gateway.routing import fields, rich
+from gateway.routing.conversation_v2 import read_input
+from gateway.routing.protocol import JSON, Reply, Turn, TurnKind
+from gateway.settings import MAX_CANCEL_CHARS
+
+# The query text Dialogflow reports when Google starts the conversation (the welcome event).
+WELCOME_QUERY = "GOOGLE_ASSISTANT_WELCOME"
+_PAYLOAD = "originalDetectIntentRequest.payload."
+
+
+class DialogflowCodec:
+    """WebhookRequest (session, queryResult, originalDetectIntentRequest) -> WebhookResponse.
+
+    The Dialogflow session is the conversation. Routing prefers `queryResult.languageCode` (the
+    language Dialogflow matched in) over the payload's `user.locale`; with neither the request is
+    refused with 400. When the payload holds Google's inputs they decide the turn (welcome, cancel,
+    no-input, health check) exactly as in the legacy conversation webhook.
+    """
+
+    channel = "dialogflow"
+
+    def matches(self, body: JSON) -> bool:
+        """A Dialogflow body has queryResult or originalDetectIntentRequest."""
+        return "queryResult" in body or "originalDetectIntentRequest" in body
+
+    def decode(self, body: JSON) -> Turn:
+        """Turn or BadRequest naming the field at fault."""
+        result = fields.obj(body, "queryResult", "queryResult", required=True)
+        query = fields.string(result, "queryText", "queryResult.queryText")
+        language = fields.string(result, "languageCode", "queryResult.languageCode")
+        intent = fields.string(
+            fields.obj(result, "intent", "queryResult.intent"),
+            "displayName",
+            "queryResult.intent.displayName",
+        )
+        original = fields.obj(body, "originalDetectIntentRequest", "originalDetectIntentRequest")
+        payload = fields.obj(original, "payload", "originalDetectIntentRequest.payload")
+        user_locale = fields.string(
+            fields.obj(payload, "user", _PAYLOAD + "user"), "locale", _PAYLOAD + "user.locale"
+        )
+        kind, text, final = TurnKind.MESSAGE, query, False
+        if "inputs" in payload:
+            wanted = read_input(payload, _PAYLOAD)
+            if wanted.kind is TurnKind.HEALTH_CHECK:
+                return Turn(TurnKind.HEALTH_CHECK, "", language or user_locale or None, intent=intent)
+            kind, final = wanted.kind, wanted.final
+            text = query or wanted.text
+        if query == WELCOME_QUERY:
+            kind = TurnKind.WELCOME
+        session = fields.session_id(fields.string(body, "session", "session"), "session")
+        return Turn(
+            kind=kind,
+            session_id=session,
+            locale=fields.locale(
+                (language, "queryResult.languageCode"), (user_locale, _PAYLOAD + "user.locale")
+            ),
+            text=text,
+            intent=intent,
+            final=final,
+        )
+
+    def encode(self, turn: Turn, reply: Reply) -> JSON:
+        """fulfillmentText for any integration, payload.google for the Assistant."""
+        layout = rich.render(reply.messages)
+        max_chars = rich.SIMPLE_MAX_CHARS
+        if turn.kind is TurnKind.CANCEL:
+            layout = rich.Rich(simples=layout.simples[:1], google=layout.google)
+            max_chars = MAX_CANCEL_CHARS
+        google: JSON = {
+            "expectUserResponse": not reply.end_conversation,
+            "richResponse": rich.legacy_rich_response(
+                layout, with_chips=not reply.end_conversation, max_chars=max_chars
+            ),
+        }
+        return {
+            "fulfillmentText": layout.display_text,
+            "payload": {"google": rich.merge(google, layout.google)},
+        }

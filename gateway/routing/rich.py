@@ -1,0 +1,212 @@
+"""Mapping Rasa bot messages onto Google's rich-response rules, shared by every webhook codec.
+
+The rules (Google's documented limits):
+- texts: the first becomes the first simple response, every further text is merged into a second
+  (last) one, because a prompt holds at most two simple responses;
+- a chat bubble shows at most 640 characters: longer display text is cut at the last word break
+  before the limit (as Google itself does) and marked with an ellipsis; the speech keeps every word;
+- buttons and quick replies become suggestion chips: at most 8, unique, titles cut to 25 characters;
+- the first image becomes the one rich item (v3 `content.image`, legacy `basicCard`);
+- a `custom` payload's `google` object is passed through as-is (merged over what the gateway built);
+  `{"google": {"expectUserResponse": false}}` also ends the conversation.
+"""
+
+from __future__ import annotations
+
+import html
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from gateway.routing.protocol import JSON
+
+SIMPLE_MAX_CHARS = 640
+CHIP_MAX_CHARS = 25
+MAX_CHIPS = 8
+ALT_MAX_CHARS = 100
+ELLIPSIS = "…"
+
+_TAG_RE = re.compile(r"<[^>]*>")
+_SPACE_RE = re.compile(r"\s+")
+_SPEAK_RE = re.compile(r"^\s*<speak(\s[^>]*)?>(?P<inner>.*)</speak>\s*$", re.DOTALL)
+
+
+@dataclass(frozen=True)
+class Simple:
+    """One chat bubble: what is spoken (plain text or SSML) and what is shown."""
+
+    speech: str
+    text: str
+
+    @property
+    def is_ssml(self) -> bool:
+        return self.speech.lstrip().startswith("<speak")
+
+
+@dataclass(frozen=True)
+class Image:
+    url: str
+    alt: str
+
+
+@dataclass(frozen=True)
+class Rich:
+    """A reply laid out by Google's rules, ready for any codec to serialise."""
+
+    simples: tuple[Simple, ...]
+    chips: tuple[str, ...] = ()
+    image: Image | None = None
+    google: JSON = field(default_factory=dict)
+
+    @property
+    def display_text(self) -> str:
+        """Every bubble's text, for channels that want one plain string (Dialogflow's fulfillmentText)."""
+        return " ".join(s.text for s in self.simples if s.text)
+
+
+def texts(messages: Iterable[JSON]) -> list[str]:
+    """The non-blank texts of `messages`, in order."""
+    return [m["text"].strip() for m in messages if isinstance(m.get("text"), str) and m["text"].strip()]
+
+
+def cut(text: str, limit: int) -> str:
+    """`text` within `limit` characters, cut at the last word break and marked with an ellipsis."""
+    if len(text) <= limit:
+        return text
+    head = text[: limit - len(ELLIPSIS)]
+    space = head.rfind(" ")
+    if space > limit // 2:  # a word break not too far back; else cut mid-word rather than lose half
+        head = head[:space]
+    return head.rstrip() + ELLIPSIS
+
+
+def display(speech: str) -> str:
+    """What a bubble shows for `speech`: SSML tags stripped, whitespace collapsed."""
+    match = _SPEAK_RE.match(speech)
+    if match is None:
+        return _SPACE_RE.sub(" ", speech).strip()
+    return _SPACE_RE.sub(" ", html.unescape(_TAG_RE.sub(" ", match["inner"]))).strip()
+
+
+def simple(parts: list[str]) -> Simple:
+    """One bubble from one or more texts; SSML parts are kept as SSML, plain parts escaped into it."""
+    ssml = [_SPEAK_RE.match(part) for part in parts]
+    if not any(ssml):
+        speech = " ".join(parts)
+    else:
+        inner = [
+            m["inner"].strip() if m else html.escape(p, quote=False) for p, m in zip(parts, ssml, strict=True)
+        ]
+        speech = "<speak>" + " ".join(inner) + "</speak>"
+    return Simple(speech=speech, text=cut(display(speech), SIMPLE_MAX_CHARS))
+
+
+def simples(all_texts: list[str]) -> tuple[Simple, ...]:
+    """At most two bubbles: the first text, then every other text merged."""
+    if not all_texts:
+        return ()
+    if len(all_texts) == 1:
+        return (simple(all_texts),)
+    return simple(all_texts[:1]), simple(all_texts[1:])
+
+
+def chip_title(raw: Any) -> str:
+    """A button title as a chip title: text, whitespace collapsed, at most 25 characters."""
+    if isinstance(raw, bool) or not isinstance(raw, str | int | float):
+        return ""
+    title = _SPACE_RE.sub(" ", str(raw)).strip()
+    return title[:CHIP_MAX_CHARS].rstrip()
+
+
+def chips(messages: Iterable[JSON]) -> tuple[str, ...]:
+    """Suggestion chips from buttons and quick replies: at most 8, unique (ignoring case)."""
+    out: list[str] = []
+    seen: set[str] = set()
+    for message in messages:
+        for key in ("buttons", "quick_replies"):
+            buttons = message.get(key)
+            if not isinstance(buttons, list):
+                continue
+            for button in buttons:
+                title = chip_title(button.get("title")) if isinstance(button, dict) else ""
+                if title and title.casefold() not in seen:
+                    seen.add(title.casefold())
+                    out.append(title)
+    return tuple(out[:MAX_CHIPS])
+
+
+def image(messages: list[JSON]) -> Image | None:
+    """The first http(s) image, described by the text said just before it (or the first text)."""
+    alt = ""
+    for message in messages:
+        text = message.get("text")
+        if isinstance(text, str) and text.strip():
+            alt = text
+        url = message.get("image")
+        if isinstance(url, str) and url.startswith(("https://", "http://")):
+            return Image(url=url, alt=cut(display(alt or _first_text(messages)), ALT_MAX_CHARS))
+    return None
+
+
+def _first_text(messages: list[JSON]) -> str:
+    found = texts(messages)
+    return found[0] if found else ""
+
+
+def google_payload(messages: Iterable[JSON]) -> JSON:
+    """Every `custom.google` object of `messages`, merged in order (later keys win)."""
+    out: JSON = {}
+    for message in messages:
+        custom = message.get("custom")
+        if isinstance(custom, dict) and isinstance(custom.get("google"), dict):
+            out = merge(out, custom["google"])
+    return out
+
+
+def merge(base: JSON, extra: JSON) -> JSON:
+    """`extra` deep-merged over `base` (objects merge, anything else is replaced); inputs untouched."""
+    out = dict(base)
+    for key, value in extra.items():
+        current = out.get(key)
+        out[key] = merge(current, value) if isinstance(current, dict) and isinstance(value, dict) else value
+    return out
+
+
+def render(messages: list[JSON]) -> Rich:
+    """Lay out a reply's messages by Google's rules."""
+    return Rich(
+        simples=simples(texts(messages)),
+        chips=chips(messages),
+        image=image(messages),
+        google=google_payload(messages),
+    )
+
+
+def legacy_items(rich: Rich, *, max_chars: int = SIMPLE_MAX_CHARS) -> list[JSON]:
+    """Rich-response items of the legacy generation (v2 and Dialogflow): bubbles first, then the card."""
+    items: list[JSON] = []
+    for bubble in rich.simples:
+        response: JSON = {"ssml" if bubble.is_ssml else "textToSpeech": bubble.speech}
+        text = cut(bubble.text, max_chars)
+        if text:
+            response["displayText"] = text
+        items.append({"simpleResponse": response})
+    if rich.image is not None:
+        items.append(
+            {
+                "basicCard": {
+                    "image": {"url": rich.image.url, "accessibilityText": rich.image.alt},
+                    "imageDisplayOptions": "DEFAULT",
+                }
+            }
+        )
+    return items
+
+
+def legacy_rich_response(rich: Rich, *, with_chips: bool, max_chars: int = SIMPLE_MAX_CHARS) -> JSON:
+    """A legacy RichResponse: items, plus suggestion chips while the conversation goes on."""
+    out: JSON = {"items": legacy_items(rich, max_chars=max_chars)}
+    if with_chips and rich.chips:
+        out["suggestions"] = [{"title": title} for title in rich.chips]
+    return out

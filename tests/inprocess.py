@@ -1,0 +1,48 @@
+"""An in-process gateway (create_app on pytest-aiohttp's test server) for fast, real webhook tests."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from aiohttp.test_utils import TestClient, TestServer
+
+from gateway.app import create_app
+from gateway.settings import Settings
+
+
+@asynccontextmanager
+async def running_gateway(settings: Settings, ready_timeout: float = 180.0) -> AsyncIterator[TestClient]:
+    """The real application on a local port, yielded once every bot has loaded its model."""
+    async with TestClient(TestServer(create_app(settings))) as client:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + ready_timeout
+        while True:
+            async with client.get("/readyz") as resp:
+                if resp.status == 200:
+                    break
+                body = await resp.json()
+            if loop.time() > deadline:
+                raise TimeoutError(f"gateway not ready in {ready_timeout}s: {body}")
+            await asyncio.sleep(0.1)
+        yield client
+
+
+async def post_raw(
+    client: TestClient, data: bytes, content_type: str = "application/json", path: str = "/webhook/google"
+) -> tuple[int, Any]:
+    """POST raw bytes; the status and the decoded JSON answer (a non-JSON answer fails the test)."""
+    async with client.post(path, data=data, headers={"Content-Type": content_type}) as resp:
+        text = await resp.text()
+        assert resp.content_type == "application/json", (
+            f"{resp.status} answered {resp.content_type}: {text!r}"
+        )
+        return resp.status, json.loads(text)
+
+
+async def post(client: TestClient, body: Any, path: str = "/webhook/google") -> tuple[int, Any]:
+    """POST `body` as JSON."""
+    return await post_raw(client, json.dumps(body).encode(), path=path)

@@ -1,0 +1,60 @@
+"""Golden request/response pairs for every webhook shape, answered by the real gateway with real models.
+
+Each `tests/golden/<shape>/<case>.request.json` is built from Google's documented samples; the matching
+`.response.json` is the exact answer expected (cases use single-variant bot responses so they are
+deterministic). Regenerate after a deliberate change with `GOLDEN_UPDATE=1` and review the diff.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+import pytest_asyncio
+from aiohttp.test_utils import TestClient
+
+from gateway.settings import load_settings
+from tests.inprocess import post, running_gateway
+from tests.shapes import schema_errors, shape_of
+
+GOLDEN = Path(__file__).parent / "golden"
+CASES = sorted(GOLDEN.glob("*/*.request.json"))
+
+
+def load(path: Path) -> object:
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+def save(path: Path, body: object) -> None:
+    path.write_text(json.dumps(body, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+
+
+pytestmark = pytest.mark.asyncio(loop_scope="module")
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def client(models_dir: Path) -> AsyncIterator[TestClient]:
+    settings = load_settings(overrides={"bots.models_dir": str(models_dir), "monitor.interval_seconds": 0})
+    async with running_gateway(settings) as client:
+        yield client
+
+
+def test_every_shape_has_golden_cases() -> None:
+    assert {case.parent.name for case in CASES} == {"actions_builder", "conversation_v2", "dialogflow"}
+
+
+@pytest.mark.parametrize("case", CASES, ids=lambda p: f"{p.parent.name}/{p.name.split('.')[0]}")
+async def test_golden_pair(client: TestClient, case: Path) -> None:
+    request = load(case)
+    assert shape_of(request) == case.parent.name
+    status, answer = await post(client, request)
+    assert status == 200, answer
+    expected_file = case.with_name(case.name.replace(".request.", ".response."))
+    if os.environ.get("GOLDEN_UPDATE") == "1":
+        save(expected_file, answer)
+    expected = load(expected_file)
+    assert schema_errors(case.parent.name, expected) == []
+    assert answer == expected
