@@ -10,9 +10,10 @@ from pathlib import Path
 from aiohttp import web
 
 from gateway import appkeys
+from gateway.agents.monitor import Monitor
 from gateway.agents.pool import AgentPool
 from gateway.errors import BadRequest, TrainingError
-from gateway.routing import health, webhook
+from gateway.routing import access, health, webhook
 from gateway.routing.locale import LocaleRouter
 from gateway.settings import Settings
 from gateway.storage.trackers import tracker_stores_for
@@ -60,7 +61,8 @@ async def errors_middleware(
 def create_app(settings: Settings, resolve_models: ModelResolver = newest_local_models) -> web.Application:
     """Build the application; resources start and stop with it."""
     app = web.Application(
-        middlewares=[errors_middleware],
+        # The access log is outermost so it sees the final status of every request, errors included.
+        middlewares=[access.access_middleware, errors_middleware],
         client_max_size=settings.server.max_body_bytes,
     )
     app[appkeys.SETTINGS] = settings
@@ -70,6 +72,7 @@ def create_app(settings: Settings, resolve_models: ModelResolver = newest_local_
     app[appkeys.BACKGROUND] = set()
     app.cleanup_ctx.append(_agent_pool(resolve_models))
     app.cleanup_ctx.append(_background_turns)
+    app.cleanup_ctx.append(_health_monitor)
 
     app.router.add_post("/webhook/google", webhook.google_webhook)
     app.router.add_post("/google_action", webhook.google_webhook)
@@ -77,6 +80,7 @@ def create_app(settings: Settings, resolve_models: ModelResolver = newest_local_
     app.router.add_get("/readyz", health.readyz)
     app.router.add_get("/bots", health.list_bots)
     app.router.add_get("/bots/{lang}/ping", health.ping_bot)
+    app.router.add_get("/metrics", health.prometheus)
     return app
 
 
@@ -105,6 +109,19 @@ async def _load_initial(pool: AgentPool, models: Mapping[str, Path | None]) -> N
     for lang, error in errors.items():
         if error is None:
             logger.info("bot %s ready (%s)", lang, found[lang].name)
+
+
+async def _health_monitor(app: web.Application) -> AsyncIterator[None]:
+    settings = app[appkeys.SETTINGS].monitor
+    if settings.interval_seconds <= 0:
+        yield  # monitor off: gateway_bot_up moves only with /bots/{lang}/ping
+        return
+    monitor = Monitor(app[appkeys.POOL], settings)
+    app[appkeys.MONITOR] = monitor
+    task = asyncio.create_task(monitor.run(app[appkeys.STARTUP]), name="health-monitor")
+    yield
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
 
 
 async def _background_turns(app: web.Application) -> AsyncIterator[None]:

@@ -9,9 +9,10 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-from gateway import appkeys
+from gateway import appkeys, metrics
 from gateway.agents.pool import Bot
 from gateway.errors import BadRequest, BotNotReady, StorageError
+from gateway.routing import access
 from gateway.routing.actions_builder import ActionsBuilderCodec
 from gateway.routing.body import read_json
 from gateway.routing.protocol import JSON, Codec, Reply, Turn, TurnKind
@@ -42,9 +43,11 @@ async def google_webhook(request: web.Request) -> web.Response:
     """POST /webhook/google (alias /google_action)."""
     app = request.app
     settings = app[appkeys.SETTINGS]
+    note = access.webhook_exchange(request)
     try:
         body = await read_json(request, settings.server.max_body_bytes)
         codec = detect(body)
+        note.channel = codec.channel
         turn = codec.decode(body)
     except BadRequest as exc:
         return error_response(exc.status, exc.reason)
@@ -52,8 +55,11 @@ async def google_webhook(request: web.Request) -> web.Response:
         return json_response(codec.encode(turn, Reply([])))
     route = app[appkeys.ROUTER].route(turn.locale)
     if route.is_fallback:
+        metrics.LOCALE_FALLBACKS.labels(metrics.locale_label(route.locale or "none")).inc()
         logger.info("locale %r matched no bot; using default %s", turn.locale, route.lang)
     bot = app[appkeys.POOL].get(route.lang)
+    note.lang, note.locale, note.text = bot.lang, route.locale, turn.text
+    note.model = bot.model.name if bot.model else None
     reply = await answer(app, bot, turn)
     return json_response(codec.encode(turn, reply))
 
@@ -78,11 +84,14 @@ async def answer(app: web.Application, bot: Bot, turn: Turn) -> Reply:
         background.add(task)
         task.add_done_callback(_finish_background(background))
         logger.warning("bot %s: turn for %s passed the deadline", bot.lang, turn.session_id)
+        metrics.DEADLINE_OVERRUNS.labels(bot.lang).inc()
         return Reply([{"text": prompts.timeout}])
     except BotNotReady:
+        metrics.UNAVAILABLE.labels(bot.lang, "not_ready").inc()
         return Reply([{"text": prompts.unavailable}])
     except StorageError as exc:
         logger.error("bot %s: %s", bot.lang, exc)
+        metrics.UNAVAILABLE.labels(bot.lang, "storage").inc()
         return Reply([{"text": prompts.unavailable}])
     if not any(m.get("text") or m.get("image") or m.get("custom") for m in messages):
         messages = [*messages, {"text": prompts.empty}]
