@@ -66,5 +66,30 @@ def configure(settings: LoggingSettings) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(settings.level)
+    # Set on our own logger too: importing numpy.distutils (Rasa does, while loading a model) resets
+    # the root logger to WARNING, which would silence every gateway log line after start-up.
+    logging.getLogger("gateway").setLevel(settings.level)
+    quiet = max(logging.WARNING, logging.getLevelName(settings.level))
     for noisy in ("rasa", "tensorflow", "absl", "matplotlib", "aiohttp.access", "botocore", "urllib3"):
-        logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLevelName(settings.level)))
+        logging.getLogger(noisy).setLevel(quiet)
+    _route_structlog(quiet)
+
+
+def _route_structlog(level: int) -> None:
+    """Send structlog (Rasa 3.6 logs most events with it) through our handler, filtered at `level`.
+
+    Unconfigured, structlog prints every debug event to stdout, and Rasa's carry the user's text
+    (parse_data_text, tracker states): a privacy leak on every turn.
+    """
+    import structlog
+
+    structlog.configure(
+        processors=[
+            structlog.stdlib.filter_by_level,
+            # A plain string: Rasa's event keys ("message", ...) would clash with LogRecord attributes.
+            structlog.processors.KeyValueRenderer(key_order=["event"]),
+        ],
+        logger_factory=structlog.stdlib.LoggerFactory(),
+        wrapper_class=structlog.make_filtering_bound_logger(level),
+        cache_logger_on_first_use=True,
+    )

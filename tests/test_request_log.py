@@ -6,17 +6,19 @@ import dataclasses
 import json
 import logging
 import re
+import uuid
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import pytest
 
 from gateway import appkeys
 from gateway.app import create_app
 from gateway.logs import JsonFormatter, RequestIdFilter, TextFormatter
 from gateway.settings import LoggingSettings, Settings
-from tests.support import builder_request
+from tests.support import GatewayProcess, builder_request
 
 ACCESS = "gateway.routing.access"
 
@@ -134,3 +136,23 @@ async def test_user_text_at_info_when_configured_and_json_lines(
     }
     assert out["model"] == model_paths["pl"].name
     assert out["latency_ms"] > 0
+
+
+async def test_served_gateway_logs_each_request_once_and_never_the_users_words(
+    gateway: GatewayProcess,
+) -> None:
+    """The real process: its log (stderr) after models loaded, Rasa's own logging included."""
+    request_id = f"e2e-{uuid.uuid4().hex}"
+    secret = f"zebra{uuid.uuid4().hex[:10]}"
+    async with aiohttp.ClientSession() as http:
+        body = builder_request(f"hello {secret}", "en-US")
+        async with http.post(
+            gateway.url + "/webhook/google", json=body, headers={"X-Request-Id": request_id}
+        ) as resp:
+            assert resp.status == 200
+            assert resp.headers["X-Request-Id"] == request_id
+    log = gateway.log.read_text(encoding="utf-8", errors="replace")
+    [line] = [line for line in log.splitlines() if request_id in line]
+    assert "gateway.routing.access: POST /webhook/google 200" in line
+    assert " channel=actions_builder lang=en model=" in line
+    assert secret not in log  # neither in our lines nor in Rasa's debug events (user text is private)

@@ -114,11 +114,11 @@ def _finish(request: web.Request, exchange: Exchange, status: int, seconds: floa
     level = logging.DEBUG if request.path in QUIET_PATHS else logging.INFO
     if not logger.isEnabledFor(level):
         return
-    fields = " ".join(f"{k}={extra[k]}" for k in ("channel", "lang", "model") if k in extra)
+    fields = "".join(f" {k}={extra[k]}" for k in ("channel", "lang", "model") if k in extra)
     text = f" text={exchange.text!r}" if show_text and exchange.webhook else ""
     logger.log(
         level,
-        "%s %s %s %.1fms %s%s",
+        "%s %s %s %.1fms%s%s",
         request.method,
         request.path,
         status,
