@@ -32,6 +32,7 @@ class Exchange:
     """What the log line and the metrics say about one request; the webhook handler fills it in."""
 
     request_id: str
+    tracked: bool = False  # made by access_middleware, which will count and log it
     webhook: bool = False
     channel: str = "unknown"
     lang: str | None = None
@@ -60,7 +61,8 @@ def webhook_exchange(request: web.Request) -> Exchange:
     exchange = exchange_of(request)
     if not exchange.webhook:
         exchange.webhook = True
-        metrics.IN_FLIGHT.inc()
+        if exchange.tracked:  # only the middleware's finish can take it back down
+            metrics.IN_FLIGHT.inc()
     return exchange
 
 
@@ -70,7 +72,7 @@ async def access_middleware(
 ) -> web.StreamResponse:
     """Give the request an id (echoed in X-Request-Id), then log and count it once it is answered."""
     started = time.perf_counter()
-    exchange = Exchange(request_id_from(request.headers))
+    exchange = Exchange(request_id_from(request.headers), tracked=True)
     request[_EXCHANGE] = exchange
     token = REQUEST_ID.set(exchange.request_id)
     status = 500
