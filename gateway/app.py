@@ -10,9 +10,10 @@ from pathlib import Path
 from aiohttp import web
 
 from gateway import appkeys
+from gateway.agents.monitor import Monitor
 from gateway.agents.pool import AgentPool
 from gateway.errors import AuthError, BadRequest, TrainingError
-from gateway.routing import admin_status, auth, google_auth, health, limits, webhook
+from gateway.routing import access, admin_status, auth, google_auth, health, limits, webhook
 from gateway.routing.locale import LocaleRouter
 from gateway.settings import Settings
 from gateway.storage.redis_client import redis_client
@@ -66,7 +67,8 @@ def create_app(settings: Settings, resolve_models: ModelResolver = newest_local_
     google_auth.preflight(settings)  # a bad key file stops start-up here, with one clear line
     limits.install_protocol_error_filter()
     app = web.Application(
-        middlewares=[errors_middleware, auth.admin_guard],
+        # The access log is outermost so it sees the final status of every request, errors included.
+        middlewares=[access.access_middleware, errors_middleware, auth.admin_guard],
         client_max_size=settings.server.max_body_bytes,
         handler_args=limits.handler_args(settings),
     )
@@ -80,6 +82,7 @@ def create_app(settings: Settings, resolve_models: ModelResolver = newest_local_
     app.cleanup_ctx.append(_redis)
     app.cleanup_ctx.append(_agent_pool(resolve_models))
     app.cleanup_ctx.append(_background_turns)
+    app.cleanup_ctx.append(_health_monitor)
 
     app.router.add_post("/webhook/google", webhook.google_webhook)
     app.router.add_post("/google_action", webhook.google_webhook)
@@ -89,6 +92,7 @@ def create_app(settings: Settings, resolve_models: ModelResolver = newest_local_
     app.router.add_get("/bots/{lang}/ping", health.ping_bot)
     # auth.admin_guard answers 404 for /admin/* while admin.token is unset, 401 without the token.
     app.router.add_get("/admin/status", admin_status.admin_status)
+    app.router.add_get("/metrics", health.prometheus)
     return app
 
 
@@ -129,6 +133,19 @@ async def _load_initial(pool: AgentPool, models: Mapping[str, Path | None]) -> N
     for lang, error in errors.items():
         if error is None:
             logger.info("bot %s ready (%s)", lang, found[lang].name)
+
+
+async def _health_monitor(app: web.Application) -> AsyncIterator[None]:
+    settings = app[appkeys.SETTINGS].monitor
+    if settings.interval_seconds <= 0:
+        yield  # monitor off: gateway_bot_up moves only with /bots/{lang}/ping
+        return
+    monitor = Monitor(app[appkeys.POOL], settings)
+    app[appkeys.MONITOR] = monitor
+    task = asyncio.create_task(monitor.run(app[appkeys.STARTUP]), name="health-monitor")
+    yield
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
 
 
 async def _background_turns(app: web.Application) -> AsyncIterator[None]:

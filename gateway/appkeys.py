@@ -7,6 +7,7 @@ import asyncio
 import redis.asyncio as aioredis
 from aiohttp import web
 
+from gateway.agents.monitor import Monitor
 from gateway.agents.pool import AgentPool
 from gateway.routing.google_token import GoogleVerifier
 from gateway.routing.locale import LocaleRouter
@@ -22,3 +23,4 @@ STARTUP = web.AppKey("startup", asyncio.Task[None])
 REDIS: web.AppKey[aioredis.Redis | None] = web.AppKey("redis")
 # Present only while google.project_id is set (see gateway/routing/google_auth.py).
 GOOGLE_VERIFIER = web.AppKey("google_verifier", GoogleVerifier)
+MONITOR = web.AppKey("monitor", Monitor)

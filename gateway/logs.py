@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import sys
+from contextvars import ContextVar
 from typing import Any
 
 import orjson
@@ -11,6 +12,30 @@ import orjson
 from gateway.settings import LoggingSettings
 
 _STANDARD = set(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {"message", "asctime"}
+
+# The id of the request being handled; asyncio tasks inherit it, so a turn's logs carry its request's id.
+REQUEST_ID: ContextVar[str | None] = ContextVar("request_id", default=None)
+
+
+class RequestIdFilter(logging.Filter):
+    """Stamps each record with the current request id (None outside a request)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if getattr(record, "request_id", None) is None:
+            record.request_id = REQUEST_ID.get()
+        return True
+
+
+class TextFormatter(logging.Formatter):
+    """Plain lines; records logged during a request end with its id."""
+
+    def __init__(self) -> None:
+        super().__init__("%(asctime)s %(levelname)-7s %(name)s: %(message)s")
+
+    def format(self, record: logging.LogRecord) -> str:
+        line = super().format(record)
+        request_id = getattr(record, "request_id", None)
+        return f"{line} [request_id={request_id}]" if request_id else line
 
 
 class JsonFormatter(logging.Formatter):
@@ -26,6 +51,8 @@ class JsonFormatter(logging.Formatter):
         for key, value in vars(record).items():
             if key not in _STANDARD and not key.startswith("_"):
                 out[key] = value
+        if out.get("request_id", "") is None:
+            del out["request_id"]  # outside a request
         if record.exc_info:
             out["exc"] = self.formatException(record.exc_info)
         return orjson.dumps(out, default=str).decode()
@@ -34,25 +61,35 @@ class JsonFormatter(logging.Formatter):
 def configure(settings: LoggingSettings) -> None:
     """Install one stderr handler on the root logger; quiet the chatty libraries."""
     handler = logging.StreamHandler(sys.stderr)
-    if settings.format == "json":
-        handler.setFormatter(JsonFormatter())
-    else:
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s"))
+    handler.addFilter(RequestIdFilter())
+    handler.setFormatter(JsonFormatter() if settings.format == "json" else TextFormatter())
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(settings.level)
-    _quiet_rasa_structlog(settings.level)
-    # Rasa's Agent.load raises the root level to WARNING; our own loggers keep the configured level.
+    # Set on our own logger too: importing numpy.distutils (Rasa does, while loading a model) resets
+    # the root logger to WARNING, which would silence every gateway log line after start-up.
     logging.getLogger("gateway").setLevel(settings.level)
+    quiet = max(logging.WARNING, logging.getLevelName(settings.level))
     for noisy in ("rasa", "tensorflow", "absl", "matplotlib", "aiohttp.access", "botocore", "urllib3"):
-        logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLevelName(settings.level)))
+        logging.getLogger(noisy).setLevel(quiet)
+    _route_structlog(quiet)
 
 
-def _quiet_rasa_structlog(level: str) -> None:
-    """Rasa 3.6 logs through structlog, which prints every debug event unless configured."""
-    try:
-        from rasa.utils.log_utils import configure_structlog
-    except ImportError:  # rasa not importable: nothing to quiet
-        return
-    # Our root handler is installed first, so the basicConfig inside is a no-op.
-    configure_structlog(max(logging.WARNING, logging.getLevelName(level)))
+def _route_structlog(level: int) -> None:
+    """Send structlog (Rasa 3.6 logs most events with it) through our handler, filtered at `level`.
+
+    Unconfigured, structlog prints every debug event to stdout, and Rasa's carry the user's text
+    (parse_data_text, tracker states): a privacy leak on every turn.
+    """
+    import structlog
+
+    structlog.configure(
+        processors=[
+            structlog.stdlib.filter_by_level,
+            # A plain string: Rasa's event keys ("message", ...) would clash with LogRecord attributes.
+            structlog.processors.KeyValueRenderer(key_order=["event"]),
+        ],
+        logger_factory=structlog.stdlib.LoggerFactory(),
+        wrapper_class=structlog.make_filtering_bound_logger(level),
+        cache_logger_on_first_use=True,
+    )

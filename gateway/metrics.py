@@ -34,6 +34,11 @@ REQUEST_LATENCY = Histogram(
     buckets=_LATENCY_BUCKETS,
     registry=REGISTRY,
 )
+IN_FLIGHT = Gauge(
+    "gateway_requests_in_flight",
+    "Webhook requests being answered right now.",
+    registry=REGISTRY,
+)
 INFERENCE_LATENCY = Histogram(
     "gateway_bot_inference_duration_seconds",
     "Time the bot spent on one turn (NLU + dialogue + tracker I/O).",

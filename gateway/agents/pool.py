@@ -10,6 +10,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from gateway import metrics
 from gateway.agents import dialogue
 from gateway.agents.archive import verify_archive
 from gateway.agents.loader import LoadedModel, load_model
@@ -19,6 +20,8 @@ from gateway.storage.locks import ConversationLocks, InMemoryLocks
 
 if TYPE_CHECKING:
     from rasa.core.tracker_store import TrackerStore
+
+    from gateway.agents.monitor import ProbeResult
 
 logger = logging.getLogger(__name__)
 
@@ -41,6 +44,7 @@ class Bot:
         self.state = BotState.LOADING
         self.since = time.time()
         self.last_error: str | None = None
+        self.last_probe: ProbeResult | None = None  # set by the health monitor and /bots/{lang}/ping
 
     @property
     def ready(self) -> bool:
@@ -71,6 +75,7 @@ class Bot:
             "loaded_at": model.loaded_at if model else None,
             "previous": self.previous.name if self.previous else None,
             "last_error": self.last_error,
+            "last_probe": self.last_probe.describe() if self.last_probe else None,
         }
 
 
@@ -116,6 +121,7 @@ class AgentPool:
         if bot.model is None:
             bot._set_state(BotState.LOADING)
         loop = asyncio.get_running_loop()
+        started = time.perf_counter()
         try:
             # Before Rasa sees the file: it unpickles and extracts whatever the archive holds.
             digest = await loop.run_in_executor(None, verify_archive, path, sha256, self.hmac_key, signature)
@@ -132,6 +138,9 @@ class AgentPool:
         bot.tracker_store.domain = model.agent.domain
         bot.last_error = None
         bot._set_state(BotState.READY)
+        metrics.MODEL_LOAD_DURATION.labels(lang).observe(time.perf_counter() - started)
+        metrics.MODEL_INFO.labels(lang).info({"model": model.name, "sha256": model.sha256 or ""})
+        metrics.MODEL_LOADED_AT.labels(lang).set(model.loaded_at)
         return model
 
     async def load_all(self, models: Mapping[str, Path]) -> dict[str, BaseException | None]:
@@ -163,7 +172,10 @@ class AgentPool:
         bot = self.get(lang)
         async with self.locks.hold(f"{lang}:{sender_id}"):
             # Take the model inside the lock: a swap between turns applies to the next turn.
-            return await dialogue.run_turn(bot.require_model(), sender_id, text, metadata)
+            model = bot.require_model()
+            # Timed inside the lock: waiting for an earlier turn is not the bot's inference time.
+            with metrics.INFERENCE_LATENCY.labels(lang).time():
+                return await dialogue.run_turn(model, sender_id, text, metadata)
 
     async def ping(self, lang: str, text: str | None = None) -> dialogue.BotMessages:
         """Probe `lang` on a throwaway tracker."""

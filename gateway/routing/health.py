@@ -1,13 +1,13 @@
-"""Liveness, readiness and per-bot status endpoints."""
+"""Operator endpoints: liveness, readiness, per-bot status and ping, Prometheus metrics."""
 
 from __future__ import annotations
 
-import time
-
 from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from gateway import appkeys
-from gateway.errors import BotNotReady, UnknownBot
+from gateway import appkeys, metrics
+from gateway.agents import monitor
+from gateway.errors import UnknownBot
 from gateway.routing.webhook import error_response, json_response
 
 
@@ -26,33 +26,35 @@ async def readyz(request: web.Request) -> web.Response:
 
 
 async def list_bots(request: web.Request) -> web.Response:
-    """GET /bots: each bot's language, locales, model and state."""
+    """GET /bots: each bot's language, locales, model, state and last probe."""
     pool = request.app[appkeys.POOL]
     return json_response({"bots": [bot.describe() for bot in pool.bots.values()]})
 
 
 async def ping_bot(request: web.Request) -> web.Response:
     """GET /bots/{lang}/ping: run the probe text (or ?text=) through the bot on a throwaway tracker."""
-    pool = request.app[appkeys.POOL]
+    app = request.app
+    pool = app[appkeys.POOL]
     lang = request.match_info["lang"]
     try:
         bot = pool.get(lang)
     except UnknownBot as exc:
         return error_response(404, str(exc))
-    text = request.query.get("text") or bot.settings.probe
-    started = time.perf_counter()
-    try:
-        messages = await pool.ping(lang, text[: request.app[appkeys.SETTINGS].server.max_text_chars])
-    except BotNotReady as exc:
-        return error_response(503, str(exc))
-    latency = time.perf_counter() - started
-    texts = [m["text"] for m in messages if m.get("text")]
-    model = bot.model
-    body = {
-        "lang": lang,
-        "model": model.name if model else None,
-        "text": text,
-        "reply": texts,
-        "latency_seconds": round(latency, 4),
-    }
-    return json_response(body, 200 if texts else 503)
+    custom = request.query.get("text", "")[: app[appkeys.SETTINGS].server.max_text_chars]
+    # Only the configured probe text counts as a health probe; free text is a diagnostic.
+    result = await monitor.probe(
+        pool,
+        lang,
+        app[appkeys.SETTINGS].monitor.timeout_seconds,
+        custom or None,
+        record=not custom or custom == bot.settings.probe,
+    )
+    body = {"lang": lang, **result.describe()}
+    if not result.ok:
+        body["error"] = f"bot {lang} failed its probe: {result.error}"
+    return json_response(body, 200 if result.ok else 503)
+
+
+async def prometheus(request: web.Request) -> web.Response:
+    """GET /metrics: Prometheus text format; reads counters only, never waits on a bot."""
+    return web.Response(body=generate_latest(metrics.REGISTRY), headers={"Content-Type": CONTENT_TYPE_LATEST})

@@ -12,7 +12,7 @@ from aiohttp import web
 from gateway import appkeys, metrics
 from gateway.agents.pool import Bot
 from gateway.errors import BadRequest, BotNotReady, StorageError
-from gateway.routing import google_auth, rich
+from gateway.routing import access, google_auth, rich
 from gateway.routing.actions_builder import ActionsBuilderCodec
 from gateway.routing.body import read_json
 from gateway.routing.conversation_v2 import ConversationV2Codec
@@ -52,9 +52,11 @@ async def google_webhook(request: web.Request) -> web.Response:
     refused = await google_auth.refusal(request)  # before the body is read: strangers get nothing parsed
     if refused is not None:
         return refused
+    note = access.webhook_exchange(request)
     try:
         body = await read_json(request, settings.server.max_body_bytes, settings.server.read_timeout_seconds)
         codec = detect(body)
+        note.channel = codec.channel
         turn = codec.decode(body)
     except BadRequest as exc:
         return error_response(exc.status, exc.reason)
@@ -64,8 +66,11 @@ async def google_webhook(request: web.Request) -> web.Response:
         prompts = settings.bots[route.lang].prompts
         return json_response(codec.encode(turn, Reply([{"text": prompts.cancel}], end_conversation=True)))
     if route.is_fallback:
+        metrics.LOCALE_FALLBACKS.labels(metrics.locale_label(route.locale or "none")).inc()
         logger.info("locale %r matched no bot; using default %s", turn.locale, route.lang)
     bot = app[appkeys.POOL].get(route.lang)
+    note.lang, note.locale, note.text = bot.lang, route.locale, turn.text
+    note.model = bot.model.name if bot.model else None
     reply = await answer(app, bot, turn, started)
     return json_response(codec.encode(turn, reply))
 
@@ -102,6 +107,7 @@ async def answer(app: web.Application, bot: Bot, turn: Turn, started: float | No
         _keep_in_background(app, task)  # the request went away; the turn still completes
         raise
     except BotNotReady:
+        metrics.UNAVAILABLE.labels(bot.lang, "not_ready").inc()
         return Reply([{"text": prompts.unavailable}])
     except StorageError as exc:
         metrics.UNAVAILABLE.labels(bot.lang, "storage").inc()
