@@ -32,9 +32,6 @@ def save(path: Path, body: object) -> None:
     path.write_text(json.dumps(body, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
 
 
-pytestmark = pytest.mark.asyncio(loop_scope="module")
-
-
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
 async def client(models_dir: Path) -> AsyncIterator[TestClient]:
     settings = load_settings(overrides={"bots.models_dir": str(models_dir), "monitor.interval_seconds": 0})
@@ -46,6 +43,7 @@ def test_every_shape_has_golden_cases() -> None:
     assert {case.parent.name for case in CASES} == {"actions_builder", "conversation_v2", "dialogflow"}
 
 
+@pytest.mark.asyncio(loop_scope="module")
 @pytest.mark.parametrize("case", CASES, ids=lambda p: f"{p.parent.name}/{p.name.split('.')[0]}")
 async def test_golden_pair(client: TestClient, case: Path) -> None:
     request = load(case)

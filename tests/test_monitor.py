@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import hashlib
 import logging
 import shutil
 import time
@@ -129,7 +130,8 @@ async def test_a_mute_model_takes_its_bot_down_and_the_rollback_brings_it_back(
     await rounds(monitor, 3)
     down = await scrape_client(client)
     assert down.value("gateway_bot_up", lang="en") == 0
-    assert down.value("gateway_model_info", lang="en", model=mute_model.name, sha256="") == 1
+    digest = hashlib.sha256(await asyncio.to_thread(mute_model.read_bytes)).hexdigest()
+    assert down.value("gateway_model_info", lang="en", model=mute_model.name, sha256=digest) == 1
     assert changes(caplog, "en") == ["up", "down"]
     ping = await client.get("/bots/en/ping")
     assert ping.status == 503
