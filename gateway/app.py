@@ -13,6 +13,7 @@ from gateway import appkeys
 from gateway.agents.pool import AgentPool
 from gateway.errors import BadRequest, TrainingError
 from gateway.routing import health, webhook
+from gateway.routing.inflight import InFlight
 from gateway.routing.locale import LocaleRouter
 from gateway.settings import Settings
 from gateway.storage.trackers import tracker_stores_for
@@ -59,10 +60,12 @@ async def errors_middleware(
 
 def create_app(settings: Settings, resolve_models: ModelResolver = newest_local_models) -> web.Application:
     """Build the application; resources start and stop with it."""
+    in_flight = InFlight()
     app = web.Application(
-        middlewares=[errors_middleware],
+        middlewares=[in_flight.middleware, errors_middleware],
         client_max_size=settings.server.max_body_bytes,
     )
+    app[appkeys.IN_FLIGHT] = in_flight
     app[appkeys.SETTINGS] = settings
     app[appkeys.ROUTER] = LocaleRouter(
         {lang: bot.locales for lang, bot in settings.bots.items()}, settings.default_bot

@@ -7,6 +7,7 @@ import asyncio
 from aiohttp import web
 
 from gateway.agents.pool import AgentPool
+from gateway.routing.inflight import InFlight
 from gateway.routing.locale import LocaleRouter
 from gateway.settings import Settings
 
@@ -16,3 +17,5 @@ ROUTER = web.AppKey("router", LocaleRouter)
 # Turns that outlived their request's deadline; they finish in the background so trackers stay whole.
 BACKGROUND = web.AppKey("background", set[asyncio.Task[object]])
 STARTUP = web.AppKey("startup", asyncio.Task[None])
+# Requests being handled; shutdown waits for them (gateway/server.py).
+IN_FLIGHT = web.AppKey("in_flight", InFlight)

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import logging
+import os
 import sys
-from typing import Any
+import warnings
+from typing import Any, TextIO
 
 import orjson
 
@@ -43,3 +45,49 @@ def configure(settings: LoggingSettings) -> None:
     root.setLevel(settings.level)
     for noisy in ("rasa", "tensorflow", "absl", "matplotlib", "aiohttp.access", "botocore", "urllib3"):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLevelName(settings.level)))
+    _route_structlog()
+
+
+def _route_structlog() -> None:
+    """Send Rasa's structlog events through stdlib logging so the levels above apply to them.
+
+    Unconfigured, structlog prints every debug event to stdout, user text included
+    (`processor.message.parse parse_data_text=...`), thousands of lines per hundred turns.
+    """
+    import structlog
+
+    structlog.configure(
+        processors=[structlog.stdlib.filter_by_level, structlog.stdlib.render_to_log_kwargs],
+        logger_factory=structlog.stdlib.LoggerFactory(),
+        wrapper_class=structlog.stdlib.BoundLogger,
+        cache_logger_on_first_use=True,
+    )
+
+
+def quiet_libraries() -> None:
+    """Silence library start-up chatter (TensorFlow C++ logs, progress bars, deprecation warnings).
+
+    Must run before TensorFlow is imported; explicit environment settings win.
+    """
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    # Rasa hides its tqdm progress bars when its LOG_LEVEL is WARNING or ERROR.
+    os.environ.setdefault("LOG_LEVEL", "WARNING")
+    os.environ.setdefault("TQDM_DISABLE", "1")
+    os.environ.setdefault("SQLALCHEMY_SILENCE_UBER_WARNING", "1")
+    os.environ.setdefault("RASA_TELEMETRY_ENABLED", "false")
+    # Libraries re-insert their own warning filters on import, so filters alone do not hold.
+    warnings.showwarning = _show_warning
+
+
+def _show_warning(
+    message: Warning | str,
+    category: type[Warning],
+    filename: str,
+    lineno: int,
+    file: TextIO | None = None,
+    line: str | None = None,
+) -> None:
+    """Log warnings (Rasa's hints about a bot's data matter); drop library deprecation notices."""
+    if issubclass(category, DeprecationWarning | PendingDeprecationWarning):
+        return
+    logging.getLogger("py.warnings").warning("%s: %s", category.__name__, message)
