@@ -43,6 +43,9 @@ def configure(settings: LoggingSettings) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(settings.level)
+    # Importing numpy.distutils (Agent.load does) sets the *root* level to WARNING through setuptools'
+    # distutils shim; our own level on "gateway" keeps the gateway's INFO lines alive after that.
+    logging.getLogger("gateway").setLevel(settings.level)
     for noisy in ("rasa", "tensorflow", "absl", "matplotlib", "aiohttp.access", "botocore", "urllib3"):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLevelName(settings.level)))
     _route_structlog()

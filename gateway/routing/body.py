@@ -19,7 +19,13 @@ async def read_json(request: web.Request, max_bytes: int) -> dict[str, Any]:
     ctype = request.content_type
     if ctype != "application/json" and not ctype.endswith("+json"):
         raise BadRequest(f"content type {ctype!r} is not application/json", status=415)
-    raw = await request.content.read(max_bytes + 1)
+    # read(n) returns what has arrived so far, not n bytes: loop until EOF or past the limit.
+    raw = bytearray()
+    while len(raw) <= max_bytes:
+        chunk = await request.content.read(max_bytes + 1 - len(raw))
+        if not chunk:
+            break
+        raw += chunk
     if len(raw) > max_bytes:
         raise BadRequest(f"body exceeds {max_bytes} bytes", status=413)
     if not raw:
