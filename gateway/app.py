@@ -14,6 +14,7 @@ from gateway.agents.monitor import Monitor
 from gateway.agents.pool import AgentPool
 from gateway.errors import AuthError, BadRequest, TrainingError
 from gateway.routing import access, admin_status, auth, google_auth, health, limits, webhook
+from gateway.routing.inflight import InFlight
 from gateway.routing.locale import LocaleRouter
 from gateway.settings import Settings
 from gateway.storage.redis_client import redis_client
@@ -66,12 +67,15 @@ def create_app(settings: Settings, resolve_models: ModelResolver = newest_local_
     """Build the application; resources start and stop with it."""
     google_auth.preflight(settings)  # a bad key file stops start-up here, with one clear line
     limits.install_protocol_error_filter()
+    in_flight = InFlight()
     app = web.Application(
-        # The access log is outermost so it sees the final status of every request, errors included.
-        middlewares=[access.access_middleware, errors_middleware, auth.admin_guard],
+        # In-flight tracking is outermost so shutdown waits for every request; the access log comes
+        # next so it sees the final status of every request, errors included.
+        middlewares=[in_flight.middleware, access.access_middleware, errors_middleware, auth.admin_guard],
         client_max_size=settings.server.max_body_bytes,
         handler_args=limits.handler_args(settings),
     )
+    app[appkeys.IN_FLIGHT] = in_flight
     app[appkeys.SETTINGS] = settings
     app[appkeys.ROUTER] = LocaleRouter(
         {lang: bot.locales for lang, bot in settings.bots.items()}, settings.default_bot

@@ -10,6 +10,7 @@ from aiohttp import web
 from gateway.agents.monitor import Monitor
 from gateway.agents.pool import AgentPool
 from gateway.routing.google_token import GoogleVerifier
+from gateway.routing.inflight import InFlight
 from gateway.routing.locale import LocaleRouter
 from gateway.settings import Settings
 
@@ -24,3 +25,5 @@ REDIS: web.AppKey[aioredis.Redis | None] = web.AppKey("redis")
 # Present only while google.project_id is set (see gateway/routing/google_auth.py).
 GOOGLE_VERIFIER = web.AppKey("google_verifier", GoogleVerifier)
 MONITOR = web.AppKey("monitor", Monitor)
+# Requests being handled; shutdown waits for them (gateway/server.py).
+IN_FLIGHT = web.AppKey("in_flight", InFlight)

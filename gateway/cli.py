@@ -1,17 +1,16 @@
-"""Command line: `gateway serve`, `gateway train`."""
+"""Command line: `gateway serve|train|test|pipeline` (one module per command in gateway/commands/)."""
 
 from __future__ import annotations
 
 import argparse
-import asyncio
-import os
 import sys
-import warnings
 from collections.abc import Sequence
-from typing import Any
 
+from gateway.commands import COMMANDS
+from gateway.commands.common import settings_from_args
 from gateway.errors import ConfigError, GatewayError
-from gateway.settings import Settings, load_settings
+
+__all__ = ["main", "settings_from_args"]
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -19,42 +18,19 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--config", help="YAML file merged over config/gateway.yml")
     parser.add_argument("--env", choices=("staging", "production"), help="environment namespace")
     sub = parser.add_subparsers(dest="command", required=True)
-
-    serve = sub.add_parser("serve", help="train missing bots, then serve webhooks")
-    serve.add_argument("--host", help="bind address (default from server.host)")
-    serve.add_argument("--port", type=int, help="port (default from server.port)")
-    serve.add_argument("--no-train", action="store_true", help="do not train missing bots")
-
-    train = sub.add_parser("train", help="train a bot (or all) into models/<lang>/")
-    train.add_argument("lang", help="language code, or 'all'")
-    train.add_argument("--force", action="store_true", help="train even when the model is current")
-    train.add_argument("--prod", action="store_true", help="use config.prod.yml (DIET/TED)")
+    for command in COMMANDS:
+        command.register(sub)
     return parser
-
-
-def settings_from_args(args: argparse.Namespace, **overrides: Any) -> Settings:
-    """Settings from defaults, --config, GATEWAY_* environment and flags."""
-    config = args.config or os.environ.get("GATEWAY_CONFIG")
-    return load_settings(config, os.environ, {"environment": args.env, **overrides})
-
-
-def _quiet_libraries() -> None:
-    """TensorFlow, Rasa and friends print pages of import-time notices that are not ours to fix."""
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    for category in (DeprecationWarning, PendingDeprecationWarning, FutureWarning):
-        warnings.filterwarnings("ignore", category=category)
-    warnings.filterwarnings("ignore", category=UserWarning, module=r"rasa\..*")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `gateway` console script."""
+    from gateway import logs
+
     args = _parser().parse_args(argv)
-    _quiet_libraries()
+    logs.quiet_libraries()
     try:
-        if args.command == "serve":
-            return _serve(args)
-        if args.command == "train":
-            return _train(args)
+        return int(args.run(args))
     except ConfigError as exc:
         print(f"gateway: configuration error: {exc}", file=sys.stderr)
         return 2
@@ -63,55 +39,3 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     except KeyboardInterrupt:
         return 130
-    return 2
-
-
-def _train_langs(settings: Settings, which: str, *, force: bool = False, prod: bool = False) -> None:
-    from gateway.training import train_missing
-
-    if which == "all":
-        langs = list(settings.bots)
-    elif which in settings.bots:
-        langs = [which]
-    else:
-        raise ConfigError(f"unknown language {which!r}: configured are {', '.join(settings.bots)}")
-    bots = [(lang, settings.bots[lang].project_dir) for lang in langs]
-    config_name = "config.prod.yml" if prod else "config.yml"
-    train_missing(bots, settings.models_dir, force=force, config_name=config_name)
-
-
-def _train(args: argparse.Namespace) -> int:
-    from gateway import logs
-
-    settings = settings_from_args(args)
-    logs.configure(settings.logging)
-    _train_langs(settings, args.lang, force=args.force, prod=args.prod)
-    return 0
-
-
-def _serve(args: argparse.Namespace) -> int:
-    from aiohttp import web
-
-    from gateway import logs
-    from gateway.app import create_app
-
-    settings = settings_from_args(args, **{"server.host": args.host, "server.port": args.port})
-    logs.configure(settings.logging)
-    if settings.train_missing and not args.no_train:
-        _train_langs(settings, "all")
-    try:
-        import uvloop
-
-        asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
-    except ImportError:  # uvloop is optional on platforms without it
-        pass
-    print(f"gateway: serving on http://{settings.server.host}:{settings.server.port}", flush=True)
-    web.run_app(
-        create_app(settings),
-        host=settings.server.host,
-        port=settings.server.port,
-        shutdown_timeout=settings.server.shutdown_timeout_seconds,
-        print=None,
-        access_log=None,
-    )
-    return 0

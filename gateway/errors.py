@@ -34,6 +34,10 @@ class TrainingError(GatewayError):
     """Training a bot failed; the message names the bot folder and the cause."""
 
 
+class DeliveryError(GatewayError):
+    """A delivery step (story tests, quality gate, change detection) failed; the message says which."""
+
+
 class ModelError(GatewayError):
     """A model archive could not be found, verified or loaded."""
 

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import logging
+import os
 import sys
+import warnings
 from contextvars import ContextVar
-from typing import Any
+from typing import Any, TextIO
 
 import orjson
 
@@ -93,3 +95,32 @@ def _route_structlog(level: int) -> None:
         wrapper_class=structlog.make_filtering_bound_logger(level),
         cache_logger_on_first_use=True,
     )
+
+
+def quiet_libraries() -> None:
+    """Silence library start-up chatter (TensorFlow C++ logs, progress bars, deprecation warnings).
+
+    Must run before TensorFlow is imported; explicit environment settings win.
+    """
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    # Rasa hides its tqdm progress bars when its LOG_LEVEL is WARNING or ERROR.
+    os.environ.setdefault("LOG_LEVEL", "WARNING")
+    os.environ.setdefault("TQDM_DISABLE", "1")
+    os.environ.setdefault("SQLALCHEMY_SILENCE_UBER_WARNING", "1")
+    os.environ.setdefault("RASA_TELEMETRY_ENABLED", "false")
+    # Libraries re-insert their own warning filters on import, so filters alone do not hold.
+    warnings.showwarning = _show_warning
+
+
+def _show_warning(
+    message: Warning | str,
+    category: type[Warning],
+    filename: str,
+    lineno: int,
+    file: TextIO | None = None,
+    line: str | None = None,
+) -> None:
+    """Log warnings (Rasa's hints about a bot's data matter); drop library deprecation notices."""
+    if issubclass(category, DeprecationWarning | PendingDeprecationWarning):
+        return
+    logging.getLogger("py.warnings").warning("%s: %s", category.__name__, message)

@@ -94,6 +94,15 @@ class EventSettings:
 
 
 @dataclass(frozen=True)
+class DeliverySettings:
+    """Quality gates of `gateway test` (and so of `pipeline` and `publish`)."""
+
+    min_intent_accuracy: float = 0.75
+    min_intent_f1: float = 0.0
+    nlu_folds: int = 5
+
+
+@dataclass(frozen=True)
 class AdminSettings:
     token: str | None = field(default=None, repr=False)
 
@@ -136,6 +145,7 @@ class Settings:
     trackers: TrackerSettings = TrackerSettings()
     models: ModelSettings = ModelSettings()
     events: EventSettings = EventSettings()
+    delivery: DeliverySettings = DeliverySettings()
     admin: AdminSettings = AdminSettings()
     google: GoogleSettings = GoogleSettings()
     monitor: MonitorSettings = MonitorSettings()
@@ -404,6 +414,15 @@ def _build(raw: Mapping[str, Any], base: Path) -> Settings:
         )
     ev = top.section("events")
     events = EventSettings(channel=ev.str_("channel", "{project}-{lang}"))
+    dl = top.section("delivery")
+    folds = dl.int_("nlu_folds", 5, 0, 20)
+    if folds == 1:
+        raise dl.fail("nlu_folds", folds, "0 (no NLU evaluation) or 2 to 20")
+    delivery = DeliverySettings(
+        min_intent_accuracy=dl.float_("min_intent_accuracy", 0.75, 0.0, 1.0),
+        min_intent_f1=dl.float_("min_intent_f1", 0.0, 0.0, 1.0),
+        nlu_folds=folds,
+    )
     a = top.section("admin")
     token = a.str_("token", optional=True)
     if token is not None and len(token) < 16:
@@ -446,6 +465,7 @@ def _build(raw: Mapping[str, Any], base: Path) -> Settings:
         trackers=trackers,
         models=models,
         events=events,
+        delivery=delivery,
         admin=AdminSettings(token=token),
         google=google,
         monitor=monitor,

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import io
 import logging
 import shutil
 import tempfile
@@ -94,19 +96,23 @@ def train_bot(
 
     # Train into a private folder, then move: readers never see a half-written archive.
     with tempfile.TemporaryDirectory(prefix=f"train-{lang}-", dir=models_dir) as tmp:
+        # Rasa prints a banner naming the temporary path; keep its stdout for error messages instead.
+        chatter = io.StringIO()
         try:
-            result = train(
-                domain=str(project_dir / "domain.yml"),
-                config=str(project_dir / config_name),
-                training_files=[str(project_dir / "data")],
-                output=tmp,
-                fixed_model_name=name,
-            )
+            with contextlib.redirect_stdout(chatter):
+                result = train(
+                    domain=str(project_dir / "domain.yml"),
+                    config=str(project_dir / config_name),
+                    training_files=[str(project_dir / "data")],
+                    output=tmp,
+                    fixed_model_name=name,
+                )
         except Exception as exc:  # rasa raises many unrelated types; translate them all here
             raise TrainingError(f"training {project_dir} failed: {exc}") from exc
         if result.code != 0 or not result.model:
+            said = chatter.getvalue().strip()[-2000:]
             raise TrainingError(
-                f"training {project_dir} failed (rasa exit code {result.code}); "
+                f"training {project_dir} failed (rasa exit code {result.code}): {said or 'no output'}; "
                 f"run `rasa data validate` in {project_dir} to see why"
             )
         target = models_dir / Path(result.model).name

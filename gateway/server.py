@@ -1,0 +1,68 @@
+"""Serving the app: answer until SIGTERM/SIGINT, then stop accepting, drain, and close every resource.
+
+Why not `web.run_app`: on shutdown aiohttp 3.9 cancels the body read of requests still uploading
+and runs `on_shutdown` before in-flight handlers finish. Here the listening socket closes first,
+in-flight requests get `server.shutdown_timeout_seconds` to finish, and only then does the runner
+clean up (idle connections, then the app's cleanup contexts: agent pool, Redis, S3, in reverse order).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+
+from aiohttp import web
+
+from gateway import appkeys
+from gateway.settings import ServerSettings
+
+logger = logging.getLogger(__name__)
+
+# Time the runner may spend closing connections after the drain (keep-alive sockets, late writes).
+_CLOSE_SECONDS = 2.0
+
+
+def run(app: web.Application, settings: ServerSettings) -> None:
+    """Serve `app` on settings.host:port until SIGTERM or SIGINT, then shut down gracefully."""
+    try:
+        import uvloop
+
+        asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
+    except ImportError:  # uvloop is optional on platforms without it
+        pass
+    asyncio.run(serve(app, settings))
+
+
+async def serve(app: web.Application, settings: ServerSettings) -> None:
+    """Run the app until a stop signal; returns after the graceful shutdown."""
+    runner = web.AppRunner(app, access_log=None, shutdown_timeout=_CLOSE_SECONDS)
+    await runner.setup()
+    try:
+        site = web.TCPSite(runner, settings.host, settings.port)
+        await site.start()
+        print(f"gateway: serving on http://{settings.host}:{settings.port}", flush=True)
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        await stop.wait()
+        await drain(app, site, settings.shutdown_timeout_seconds)
+    finally:
+        await runner.cleanup()
+        logger.info("shutdown complete")
+
+
+async def drain(app: web.Application, site: web.BaseSite, timeout: float) -> None:
+    """Stop accepting connections, then wait up to `timeout` s for in-flight requests."""
+    in_flight = app[appkeys.IN_FLIGHT]
+    logger.info(
+        "shutting down: not accepting; %d request(s) in flight (waiting up to %.1fs)",
+        in_flight.count,
+        timeout,
+    )
+    await site.stop()
+    if await in_flight.wait_idle(timeout):
+        logger.info("drained: no request in flight")
+    else:
+        logger.warning("%d request(s) still running after %.1fs: cutting them off", in_flight.count, timeout)
