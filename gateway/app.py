@@ -10,11 +10,13 @@ from pathlib import Path
 from aiohttp import web
 
 from gateway import appkeys
+from gateway.agents.model_updates import model_updates
 from gateway.agents.pool import AgentPool
 from gateway.errors import BadRequest, TrainingError
-from gateway.routing import health, webhook
+from gateway.routing import admin, health, webhook
 from gateway.routing.locale import LocaleRouter
 from gateway.settings import Settings
+from gateway.storage.redis_client import redis_client
 from gateway.storage.trackers import tracker_stores_for
 from gateway.training import current_model, model_files
 
@@ -68,8 +70,10 @@ def create_app(settings: Settings, resolve_models: ModelResolver = newest_local_
         {lang: bot.locales for lang, bot in settings.bots.items()}, settings.default_bot
     )
     app[appkeys.BACKGROUND] = set()
-    app.cleanup_ctx.append(_agent_pool(resolve_models))
+    app.cleanup_ctx.append(_redis)
+    app.cleanup_ctx.append(_agent_pool)
     app.cleanup_ctx.append(_background_turns)
+    app.cleanup_ctx.append(model_updates(resolve_models))
 
     app.router.add_post("/webhook/google", webhook.google_webhook)
     app.router.add_post("/google_action", webhook.google_webhook)
@@ -77,34 +81,21 @@ def create_app(settings: Settings, resolve_models: ModelResolver = newest_local_
     app.router.add_get("/readyz", health.readyz)
     app.router.add_get("/bots", health.list_bots)
     app.router.add_get("/bots/{lang}/ping", health.ping_bot)
+    if settings.admin.token:
+        admin.add_routes(app.router)
     return app
 
 
-def _agent_pool(resolve_models: ModelResolver) -> Callable[[web.Application], AsyncIterator[None]]:
-    async def agent_pool(app: web.Application) -> AsyncIterator[None]:
-        settings = app[appkeys.SETTINGS]
-        pool = AgentPool(settings.bots, tracker_stores_for(settings))
-        app[appkeys.POOL] = pool
-        # Load in the background: the server answers /healthz (and 503 on /readyz) meanwhile.
-        task = asyncio.create_task(_load_initial(pool, resolve_models(settings)), name="initial-load")
-        app[appkeys.STARTUP] = task
+async def _redis(app: web.Application) -> AsyncIterator[None]:
+    async with redis_client(app[appkeys.SETTINGS]) as client:
+        app[appkeys.REDIS] = client
         yield
-        task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
-
-    return agent_pool
 
 
-async def _load_initial(pool: AgentPool, models: Mapping[str, Path | None]) -> None:
-    found = {lang: path for lang, path in models.items() if path is not None}
-    for lang in pool.bots:
-        if lang not in found:
-            pool.mark_failed(lang, f"no model for {lang}: train one with `gateway train {lang}`")
-            logger.error("bot %s: no model found; it will answer with its 'unavailable' prompt", lang)
-    errors = await pool.load_all(found)
-    for lang, error in errors.items():
-        if error is None:
-            logger.info("bot %s ready (%s)", lang, found[lang].name)
+async def _agent_pool(app: web.Application) -> AsyncIterator[None]:
+    settings = app[appkeys.SETTINGS]
+    app[appkeys.POOL] = AgentPool(settings.bots, tracker_stores_for(settings))
+    yield
 
 
 async def _background_turns(app: web.Application) -> AsyncIterator[None]:

@@ -4,11 +4,16 @@ from __future__ import annotations
 
 import asyncio
 
+import redis.asyncio as aioredis
 from aiohttp import web
 
 from gateway.agents.pool import AgentPool
+from gateway.agents.swapper import Swapper
 from gateway.routing.locale import LocaleRouter
 from gateway.settings import Settings
+from gateway.storage.active_models import ActiveModels
+from gateway.storage.events import EventBus
+from gateway.storage.model_store import ModelStore
 
 SETTINGS = web.AppKey("settings", Settings)
 POOL = web.AppKey("pool", AgentPool)
@@ -16,3 +21,9 @@ ROUTER = web.AppKey("router", LocaleRouter)
 # Turns that outlived their request's deadline; they finish in the background so trackers stay whole.
 BACKGROUND = web.AppKey("background", set[asyncio.Task[object]])
 STARTUP = web.AppKey("startup", asyncio.Task[None])
+# The process's Redis client; None in embedded mode.
+REDIS: web.AppKey[aioredis.Redis | None] = web.AppKey("redis")
+MODEL_STORE = web.AppKey("model_store", ModelStore)
+ACTIVE_MODELS = web.AppKey("active_models", ActiveModels)
+EVENTS = web.AppKey("events", EventBus)
+SWAPPER = web.AppKey("swapper", Swapper)

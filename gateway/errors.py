@@ -42,6 +42,10 @@ class ModelRejected(ModelError):
     """A model archive failed verification (checksum, signature, unsafe member) and was not loaded."""
 
 
+class ModelProbeFailed(ModelError):
+    """A freshly loaded model failed its warm-up probe turn, so it was not swapped in."""
+
+
 class StorageError(GatewayError):
     """A storage backend (Redis, S3, local disk) failed; the message names the backend and key."""
 
@@ -54,8 +58,16 @@ class ModelStoreError(StorageError):
     """The model store could not be reached or does not hold the requested object."""
 
 
+class ModelNotFound(ModelStoreError):
+    """The model store does not hold the requested model."""
+
+
 class EventBusError(StorageError):
     """The event bus could not be reached."""
+
+
+class ActiveModelConflict(StorageError):
+    """The active model changed while we were acting on it (another admin or publisher won)."""
 
 
 class AuthError(GatewayError):

@@ -180,3 +180,45 @@ class RedisServer:
     def restart(self) -> None:
         self.stop()
         self.start()
+
+
+class S3Server:
+    """moto's standalone S3-compatible server on a free port, spoken to over real HTTP."""
+
+    def __init__(self, port: int | None = None) -> None:
+        from moto.server import ThreadedMotoServer
+
+        self.port = port or free_port()
+        self._server = ThreadedMotoServer(ip_address="127.0.0.1", port=self.port, verbose=False)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def env(self) -> dict[str, str]:
+        """Gateway settings (as environment) pointing the model store at this server."""
+        return {
+            "GATEWAY_MODELS_STORE": "s3",
+            "GATEWAY_MODELS_S3_ENDPOINT_URL": self.url,
+            "GATEWAY_MODELS_S3_ACCESS_KEY_ID": "testing",
+            "GATEWAY_MODELS_S3_SECRET_ACCESS_KEY": "testing",
+        }
+
+    def overrides(self) -> dict[str, str]:
+        """The same, as load_settings overrides."""
+        return {
+            "models.store": "s3",
+            "models.s3_endpoint_url": self.url,
+            "models.s3_access_key_id": "testing",
+            "models.s3_secret_access_key": "testing",
+        }
+
+    def start(self) -> S3Server:
+        import logging
+
+        logging.getLogger("werkzeug").setLevel(logging.WARNING)  # one log line per request otherwise
+        self._server.start()
+        return self
+
+    def stop(self) -> None:
+        self._server.stop()

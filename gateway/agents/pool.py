@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from gateway.agents import dialogue
 from gateway.agents.loader import LoadedModel, load_model
-from gateway.errors import BotNotReady, GatewayError, UnknownBot
+from gateway.errors import BotNotReady, GatewayError, ModelProbeFailed, UnknownBot
 from gateway.settings import BotSettings
 from gateway.storage.locks import ConversationLocks, InMemoryLocks
 
@@ -111,8 +111,15 @@ class AgentPool:
             bot._set_state(BotState.LOADING)
         try:
             model = await load_model(path, bot.tracker_store, sha256)
-            await dialogue.probe(model, bot.settings.probe)
+            try:
+                await dialogue.probe(model, bot.settings.probe)
+            except Exception as exc:  # whatever a fresh model's first turn raises, it cannot serve
+                raise ModelProbeFailed(
+                    f"model {path.name} failed its probe {bot.settings.probe!r}: {type(exc).__name__}: {exc}"
+                ) from exc
         except (GatewayError, OSError) as exc:
+            if bot.model is not None:  # loading pointed the shared tracker store at the refused domain
+                bot.tracker_store.domain = bot.model.agent.domain
             bot.last_error = str(exc)
             if bot.model is None:
                 bot._set_state(BotState.FAILED)
