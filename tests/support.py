@@ -13,7 +13,7 @@ import time
 import urllib.error
 import urllib.request
 import uuid
-from collections.abc import Iterator, Mapping
+from collections.abc import Awaitable, Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -222,3 +222,24 @@ class S3Server:
 
     def stop(self) -> None:
         self._server.stop()
+
+
+async def eventually(
+    check: Callable[[], bool | Awaitable[bool]], timeout: float = 30.0, what: str = "condition"
+) -> None:
+    """Poll `check` (sync or async) until it is true; fail after `timeout` seconds (not a timing assert:
+    the bound only stops a broken test from hanging)."""
+    import asyncio
+    import inspect
+
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while True:
+        result = check()
+        if inspect.isawaitable(result):
+            result = await result
+        if result:
+            return
+        if loop.time() > deadline:
+            raise AssertionError(f"{what} did not happen within {timeout}s")
+        await asyncio.sleep(0.05)

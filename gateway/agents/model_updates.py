@@ -18,6 +18,7 @@ from gateway.storage.model_store import model_store_for
 
 logger = logging.getLogger(__name__)
 
+STOP_TIMEOUT_SECONDS = 10.0
 LocalModels = Callable[[Settings], Mapping[str, Path | None]]
 
 
@@ -50,9 +51,13 @@ def model_updates(resolve_local: LocalModels) -> Callable[[web.Application], Asy
         try:
             yield
         finally:
+            await bus.close()
             for task in (subscriber, startup):
                 task.cancel()
-            await asyncio.gather(subscriber, startup, return_exceptions=True)
+            # Bounded: a cancellation swallowed inside redis-py must not hang shutdown.
+            _, late = await asyncio.wait({subscriber, startup}, timeout=STOP_TIMEOUT_SECONDS)
+            for task in late:
+                logger.warning("%s did not stop within %ss", task.get_name(), STOP_TIMEOUT_SECONDS)
             await swapper.close()
             await store.close()
 

@@ -162,17 +162,26 @@ class RedisActiveModels:
 
     async def _update(self, lang: str, change: Any) -> ActiveRecord:
         key = self.key(lang)
-        try:
-            async with self.client.pipeline(transaction=True) as pipe:
-                while True:
-                    try:
-                        await pipe.watch(key)
-                        record: ActiveRecord = change(self._parse(lang, await pipe.get(key)))
-                        pipe.multi()
-                        pipe.set(key, json.dumps(record.to_json()))
-                        await pipe.execute()
-                        return record
-                    except WatchError:  # another process changed it meanwhile: re-read and retry
-                        continue
-        except (RedisError, *redis_client.TRANSIENT_ERRORS) as exc:
-            raise EventBusError(f"cannot change the active {lang} model in Redis: {exc}") from exc
+        # Two attempts: a pooled connection left over from before a Redis restart fails once
+        # (redis-py does not retry transactions), then a fresh connection is used.
+        for attempt in (1, 2):
+            try:
+                return await self._transaction(lang, key, change)
+            except (RedisError, *redis_client.TRANSIENT_ERRORS) as exc:
+                if attempt == 2 or not isinstance(exc, redis_client.TRANSIENT_ERRORS):
+                    raise EventBusError(f"cannot change the active {lang} model in Redis: {exc}") from exc
+                logger.debug("retrying the active %s model update after: %s", lang, exc)
+        raise AssertionError("unreachable")
+
+    async def _transaction(self, lang: str, key: str, change: Any) -> ActiveRecord:
+        async with self.client.pipeline(transaction=True) as pipe:
+            while True:
+                try:
+                    await pipe.watch(key)
+                    record: ActiveRecord = change(self._parse(lang, await pipe.get(key)))
+                    pipe.multi()
+                    pipe.set(key, json.dumps(record.to_json()))
+                    await pipe.execute()
+                    return record
+                except WatchError:  # another process changed it meanwhile: re-read and retry
+                    continue

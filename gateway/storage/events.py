@@ -9,13 +9,15 @@ durable active model of each language (see active_models.py); listeners must the
 from __future__ import annotations
 
 import asyncio
+import enum
 import json
 import logging
 import random
 from collections.abc import Callable, Iterable
-from typing import Protocol
+from typing import Any, Final, Protocol
 
 import redis.asyncio as aioredis
+from redis.asyncio.client import PubSub
 from redis.exceptions import RedisError
 
 from gateway import metrics
@@ -28,6 +30,13 @@ from gateway.storage.model_store import ModelRef
 logger = logging.getLogger(__name__)
 
 MAX_MESSAGE_BYTES = 4096
+
+
+class _Stopped(enum.Enum):
+    STOP = "stop"  # what _next returns once the bus is closed
+
+
+STOP: Final = _Stopped.STOP
 # Called for every announcement (and every replayed active model); must not block.
 Listener = Callable[[str, ModelRef], None]
 
@@ -68,7 +77,10 @@ class EventBus(Protocol):
         """Tell every gateway that `lang` should run `ref`."""
 
     async def run(self, listener: Listener) -> None:
-        """Deliver events to `listener` until cancelled."""
+        """Deliver events to `listener` until closed or cancelled."""
+
+    async def close(self) -> None:
+        """Make `run` return."""
 
 
 async def announce(
@@ -85,7 +97,7 @@ class InProcessEventBus:
     """Events within one process (embedded mode): a queue drained by `run`."""
 
     def __init__(self) -> None:
-        self._queue: asyncio.Queue[tuple[str, ModelRef]] = asyncio.Queue()
+        self._queue: asyncio.Queue[tuple[str, ModelRef] | None] = asyncio.Queue()
         self._running = False
 
     @property
@@ -97,20 +109,32 @@ class InProcessEventBus:
         self._queue.put_nowait((lang, ref))
 
     async def run(self, listener: Listener) -> None:
-        """Deliver queued events until cancelled."""
+        """Deliver queued events until closed or cancelled."""
         self._running = True
         metrics.EVENT_BUS_CONNECTED.set(1)
         try:
             while True:
-                lang, ref = await self._queue.get()
-                listener(lang, ref)
+                item = await self._queue.get()
+                if item is None:
+                    return
+                listener(*item)
         finally:
             self._running = False
             metrics.EVENT_BUS_CONNECTED.set(0)
 
+    async def close(self) -> None:
+        """Make `run` return after the events queued so far."""
+        self._queue.put_nowait(None)
+
 
 class RedisEventBus:
-    """Redis pub/sub on one channel per language, reconnecting with capped exponential backoff."""
+    """Redis pub/sub on one channel per language, reconnecting with capped exponential backoff.
+
+    Stopping is cooperative (`close`): redis-py 4.6 wraps reads in async_timeout, including a zero
+    timeout on every connection checkout, which on Python 3.10 can swallow a task cancellation. For
+    the same reason the subscription reads on its own connection without a socket timeout, and a PING
+    every `ping_seconds` detects a silently dead connection instead.
+    """
 
     def __init__(
         self,
@@ -120,16 +144,16 @@ class RedisEventBus:
         langs: Iterable[str],
         *,
         backoff_seconds: tuple[float, float] = (0.1, 5.0),
-        poll_seconds: float = 1.0,
+        ping_seconds: float = 15.0,
     ) -> None:
         self.client = client
         self.settings = settings
         self.active = active
         self.channels = {settings.channel_for(lang): lang for lang in langs}
         self.backoff = backoff_seconds
-        self.poll_seconds = poll_seconds
+        self.ping_seconds = ping_seconds
         self._connected = False
-        self._reconnected = False
+        self._stop = asyncio.Event()
 
     @property
     def connected(self) -> bool:
@@ -144,13 +168,21 @@ class RedisEventBus:
             raise EventBusError(f"cannot publish {ref.model} on {channel}: {exc}") from exc
         logger.info("published %s on %s (%s subscribers)", ref.model, channel, receivers)
 
+    def _subscriber_client(self) -> aioredis.Redis:
+        """A client like the shared one (same server, auth, TLS) whose connections never time out reads."""
+        shared = self.client.connection_pool
+        kwargs = {**shared.connection_kwargs, "socket_timeout": None, "health_check_interval": 0}
+        pool = aioredis.ConnectionPool(connection_class=shared.connection_class, max_connections=2, **kwargs)
+        return aioredis.Redis(connection_pool=pool)
+
     async def run(self, listener: Listener) -> None:
         """Subscribe, replay the active models, deliver messages; on failure back off and start over."""
         delay = self.backoff[0]
+        subscriber = self._subscriber_client()
         try:
-            while True:
+            while not self._stop.is_set():
                 try:
-                    await self._session(listener)
+                    await self._session(subscriber, listener)
                 except (RedisError, *redis_client.TRANSIENT_ERRORS, EventBusError) as exc:
                     if self._connected:
                         logger.warning("event bus: lost Redis (%s); reconnecting", exc)
@@ -159,34 +191,49 @@ class RedisEventBus:
                         logger.debug("event bus: Redis still unreachable (%s)", exc)
                 self._set_connected(False)
                 # Jitter keeps a fleet of replicas from reconnecting in lockstep.
-                await asyncio.sleep(delay * random.uniform(0.5, 1.0))
+                if await _next(None, delay * random.uniform(0.5, 1.0), self._stop) is STOP:
+                    return
                 delay = min(delay * 2, self.backoff[1])
         finally:
             self._set_connected(False)
+            await subscriber.close(close_connection_pool=True)
 
-    async def _session(self, listener: Listener) -> None:
-        pubsub = self.client.pubsub(ignore_subscribe_messages=True)
+    async def close(self) -> None:
+        """Make `run` return at its next step."""
+        self._stop.set()
+
+    async def _session(self, subscriber: aioredis.Redis, listener: Listener) -> None:
+        pubsub = subscriber.pubsub(ignore_subscribe_messages=True)
+        inbox: asyncio.Queue[dict[str, Any] | BaseException] = asyncio.Queue()
+        reader: asyncio.Task[None] | None = None
         try:
             await pubsub.subscribe(*self.channels)
-            # redis-py reconnects a pub/sub connection by itself on some errors; whatever was published
-            # meanwhile is lost, so treat every (re)connect as a reason to replay the active models.
-            if pubsub.connection is not None:
-                pubsub.connection.register_connect_callback(self._on_reconnect)
-            self._set_connected(True)
-            logger.info("event bus: subscribed to %s", ", ".join(self.channels))
+            reader = asyncio.create_task(_read(pubsub, inbox), name="model-events-reader")
+            # Whatever was announced while we were away is only in the durable record now.
             await self._reconcile(listener)
+            self._set_connected(True)  # Redis answered: the subscription is live
+            logger.info("event bus: subscribed to %s", ", ".join(self.channels))
+            pinged = False
             while True:
-                message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=self.poll_seconds)
-                if self._reconnected:
-                    self._reconnected = False
-                    await self._reconcile(listener)
-                if message is not None and message.get("type") == "message":
-                    self._deliver(listener, message["channel"], message["data"])
+                item = await _next(inbox, self.ping_seconds, self._stop)
+                if item is STOP:
+                    return
+                if item is None:  # quiet for a while: is the connection still alive?
+                    if pinged:
+                        raise EventBusError(f"no answer to PING within {self.ping_seconds}s")
+                    await pubsub.ping()
+                    pinged = True
+                    continue
+                pinged = False
+                if isinstance(item, BaseException):
+                    raise item
+                if item.get("type") == "message":
+                    self._deliver(listener, item["channel"], item["data"])
         finally:
+            if reader is not None:
+                reader.cancel()
+                await asyncio.gather(reader, return_exceptions=True)
             await pubsub.reset()
-
-    def _on_reconnect(self, connection: object) -> None:
-        self._reconnected = True
 
     async def _reconcile(self, listener: Listener) -> None:
         """Replay each language's durable active model (the listener skips what already runs)."""
@@ -212,3 +259,34 @@ class RedisEventBus:
         if connected != self._connected:
             self._connected = connected
             metrics.EVENT_BUS_CONNECTED.set(1 if connected else 0)
+
+
+async def _read(pubsub: PubSub, inbox: asyncio.Queue[dict[str, Any] | BaseException]) -> None:
+    """Move every pub/sub message (and pong) into `inbox`; a connection error ends the session."""
+    try:
+        async for message in pubsub.listen():
+            inbox.put_nowait(message)
+    except (RedisError, *redis_client.TRANSIENT_ERRORS) as exc:
+        inbox.put_nowait(exc)
+    else:
+        inbox.put_nowait(EventBusError("subscription ended"))
+
+
+async def _next(
+    inbox: asyncio.Queue[dict[str, Any] | BaseException] | None, timeout: float, stop: asyncio.Event
+) -> dict[str, Any] | BaseException | _Stopped | None:
+    """The next inbox item, STOP once `stop` is set, or None after `timeout` (asyncio.wait, unlike
+    3.10's wait_for, never swallows a cancellation that races with a result)."""
+    waiters: set[asyncio.Future[Any]] = {asyncio.ensure_future(stop.wait())}
+    getter = asyncio.ensure_future(inbox.get()) if inbox is not None else None
+    if getter is not None:
+        waiters.add(getter)
+    try:
+        await asyncio.wait(waiters, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for waiter in waiters:
+            if not waiter.done():
+                waiter.cancel()
+    if stop.is_set():
+        return STOP
+    return getter.result() if getter is not None and getter.done() else None
