@@ -63,6 +63,10 @@ class Swapper:
         if worker is None or worker.done():
             self._workers[lang] = asyncio.create_task(self._drain(lang), name=f"swap-{lang}")
 
+    def loading(self, lang: str) -> bool:
+        """Whether a swap of `lang` is running right now."""
+        return self._locks[lang].locked()
+
     def busy(self, lang: str) -> bool:
         """Whether a swap of `lang` is running or waiting."""
         worker = self._workers.get(lang)
