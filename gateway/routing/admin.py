@@ -124,7 +124,11 @@ async def rollback(request: web.Request) -> web.Response:
     bot = _bot(request)
     active = app[appkeys.ACTIVE_MODELS]
     record = await active.get(bot.lang)
-    if record is not None and record.history:
+    if record is not None:
+        if not record.history:
+            raise BadRequest(
+                f"nothing to roll back to for {bot.lang}: {record.current.model} is the oldest", status=409
+            )
         target, expected = record.history[0], record.current
     elif bot.previous is not None:  # nothing recorded yet (e.g. embedded start-up): use what ran before
         target, expected = ModelRef(bot.previous.name, bot.previous.sha256), None
