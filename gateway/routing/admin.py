@@ -99,7 +99,8 @@ async def list_models(request: web.Request) -> web.Response:
         except StorageError as exc:
             entry["available"], entry["store_error"] = None, str(exc)
         out[lang] = entry
-    return json_response({"store": app[appkeys.MODEL_STORE].kind, "models": out})
+    events = {"connected": app[appkeys.EVENTS].connected}
+    return json_response({"store": app[appkeys.MODEL_STORE].kind, "events": events, "models": out})
 
 
 async def activate(request: web.Request) -> web.Response:

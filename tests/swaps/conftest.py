@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
 import sys
 import uuid
 from collections.abc import AsyncIterator
@@ -12,19 +11,17 @@ from typing import Any
 
 import pytest
 import redis.asyncio as aioredis
-import yaml
 from aiohttp.test_utils import TestClient
 
 from gateway import appkeys, metrics
 from gateway.app import create_app
-from gateway.settings import ROOT, Settings, load_settings
+from gateway.settings import Settings, load_settings
 from gateway.storage.active_models import RedisActiveModels
 from gateway.storage.model_store import ModelRef, sha256_file
 from gateway.storage.redis_client import make_client
 from gateway.storage.s3_model_store import S3ModelStore
-from gateway.training import train_bot
 from tests.conftest import model_cache
-from tests.support import RedisServer, S3Server, builder_request, eventually, responses
+from tests.support import RedisServer, S3Server, builder_request, eventually, responses, train_variant
 
 ADMIN_TOKEN = "swap-tests-admin-token-0123456789"
 NEW_GREETING = "Welcome back! You are now talking to the new English model."
@@ -45,14 +42,8 @@ class EnModels:
 @pytest.fixture(scope="session")
 def en_models(model_paths: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) -> EnModels:
     """v2 is trained once per content hash into the model cache (like every other test model)."""
-    project = tmp_path_factory.mktemp("bots") / "en"
-    shutil.copytree(ROOT / "bots" / "en", project, ignore=shutil.ignore_patterns("tests", "results"))
-    domain_file = project / "domain.yml"
-    domain = yaml.safe_load(domain_file.read_text(encoding="utf-8"))
-    domain["responses"]["utter_greet"] = [{"text": NEW_GREETING}]
-    domain_file.write_text(yaml.safe_dump(domain, allow_unicode=True, sort_keys=False), encoding="utf-8")
     print("[models] en v2 (new greeting): training unless cached ...", file=sys.stderr)
-    v2 = train_bot("en", project, model_cache() / "variants" / "en-new-greeting").path
+    v2 = train_variant("en", "utter_greet", NEW_GREETING, model_cache())
     corrupt_dir = tmp_path_factory.mktemp("corrupt")
     corrupt = corrupt_dir / "20991231T000000Z-corrupt0000.tar.gz"
     data = v2.read_bytes()
