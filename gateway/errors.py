@@ -42,6 +42,10 @@ class ModelRejected(ModelError):
     """A model archive failed verification (checksum, signature, unsafe member) and was not loaded."""
 
 
+class ModelRefusedBefore(ModelRejected):
+    """The very same archive (name and sha256) already failed to load here; it is not tried again."""
+
+
 class ModelProbeFailed(ModelError):
     """A freshly loaded model failed its warm-up probe turn, so it was not swapped in."""
 

@@ -85,6 +85,7 @@ class ModelSettings:
 @dataclass(frozen=True)
 class EventSettings:
     channel: str = "{project}-{lang}"
+    reconcile_seconds: float = 60.0
 
 
 @dataclass(frozen=True)
@@ -379,7 +380,10 @@ def _build(raw: Mapping[str, Any], base: Path) -> Settings:
         hmac_key=m.str_("hmac_key", optional=True),
     )
     ev = top.section("events")
-    events = EventSettings(channel=ev.str_("channel", "{project}-{lang}"))
+    events = EventSettings(
+        channel=ev.str_("channel", "{project}-{lang}"),
+        reconcile_seconds=ev.float_("reconcile_seconds", 60.0, 0.1, 86400.0),
+    )
     a = top.section("admin")
     token = a.str_("token", optional=True)
     if token is not None and len(token) < 16:

@@ -35,7 +35,9 @@ def model_updates(resolve_local: LocalModels) -> Callable[[web.Application], Asy
             active, bus = InMemoryActiveModels(), InProcessEventBus()
         else:
             active = RedisActiveModels(client, settings)
-            bus = RedisEventBus(client, settings, active, settings.bots)
+            bus = RedisEventBus(
+                client, settings, active, settings.bots, reconcile_seconds=settings.events.reconcile_seconds
+            )
         swapper = Swapper(app[appkeys.POOL], store)
         app[appkeys.MODEL_STORE] = store
         app[appkeys.ACTIVE_MODELS] = active

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from gateway.agents import dialogue
-from gateway.agents.loader import LoadedModel, load_model
+from gateway.agents.loader import LoadedModel, ModelSummary, load_model, summary
 from gateway.errors import BotNotReady, GatewayError, ModelProbeFailed, UnknownBot
 from gateway.settings import BotSettings
 from gateway.storage.locks import ConversationLocks, InMemoryLocks
@@ -36,7 +36,7 @@ class Bot:
         self.lang = settings.lang
         self.tracker_store = tracker_store
         self.model: LoadedModel | None = None
-        self.previous: LoadedModel | None = None
+        self.previous: ModelSummary | None = None  # no agent: the old one is released after a swap
         self.state = BotState.LOADING
         self.since = time.time()
         self.last_error: str | None = None
@@ -125,7 +125,8 @@ class AgentPool:
                 bot._set_state(BotState.FAILED)
             logger.error("bot %s: model %s refused: %s", lang, path.name, exc)
             raise
-        bot.previous, bot.model = bot.model, model
+        # One assignment: turns already running keep the old agent until they finish, then it is freed.
+        bot.previous, bot.model = (summary(bot.model) if bot.model else None), model
         bot.last_error = None
         bot._set_state(BotState.READY)
         return model

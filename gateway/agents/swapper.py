@@ -13,7 +13,7 @@ import enum
 import logging
 import tempfile
 import time
-from collections.abc import Awaitable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
 from typing import NoReturn
 
@@ -25,6 +25,7 @@ from gateway.errors import (
     GatewayError,
     ModelError,
     ModelProbeFailed,
+    ModelRefusedBefore,
     ModelRejected,
     StorageError,
 )
@@ -52,6 +53,9 @@ class Swapper:
         self._locks = {lang: asyncio.Lock() for lang in pool.bots}
         self._pending: dict[str, ModelRef] = {}
         self._workers: dict[str, asyncio.Task[None]] = {}
+        # Archives (lang, name, sha256) that failed to load or warm: the same bytes fail the same way,
+        # so replays of them (reconciling every minute) cost a HEAD request, not a download and a load.
+        self._refused: dict[tuple[str, str, str], str] = {}
 
     def request(self, lang: str, ref: ModelRef) -> None:
         """Ask for `ref` to answer `lang` soon; replaces any request for `lang` not started yet."""
@@ -122,8 +126,12 @@ class Swapper:
                     f"model {ref.model}: announced sha256 {ref.sha256[:12]}... but the store records "
                     f"{info.sha256[:12]}..."
                 )
+            self._check_not_refused(lang, ref.model, ref.sha256 or info.sha256)
             path = folder / ref.model
             actual = await self.store.download(lang, ref.model, path)
+            self._check_not_refused(lang, ref.model, actual)
+        except ModelRefusedBefore:
+            raise
         except ModelRejected as exc:
             self._refuse(lang, ref.model, SwapResult.REJECTED, exc)
         except (StorageError, OSError) as exc:
@@ -145,14 +153,22 @@ class Swapper:
         try:
             model = await self.pool.load(lang, path, sha256)
         except ModelProbeFailed as exc:
+            self._refused[(lang, path.name, sha256)] = str(exc)
             self._refuse(lang, path.name, SwapResult.PROBE_FAILED, exc)
         except (GatewayError, OSError) as exc:
+            self._refused[(lang, path.name, sha256)] = str(exc)
             self._refuse(lang, path.name, SwapResult.LOAD_FAILED, exc)
         metrics.MODEL_LOAD_DURATION.labels(lang).observe(time.perf_counter() - started)
         metrics.SWAPS.labels(lang, SwapResult.SUCCESS.value).inc()
         metrics.MODEL_INFO.labels(lang).info({"model": model.name, "sha256": sha256})
         metrics.MODEL_LOADED_AT.labels(lang).set(model.loaded_at)
         return model
+
+    def _check_not_refused(self, lang: str, name: str, sha256: str | None) -> None:
+        reason = self._refused.get((lang, name, sha256 or ""))
+        if reason is not None:
+            logger.debug("bot %s: not retrying %s: %s", lang, name, reason)
+            raise ModelRefusedBefore(f"model {name} was refused before and has not changed: {reason}")
 
     def _refuse(self, lang: str, name: str, result: SwapResult, exc: BaseException) -> NoReturn:
         """Count and record a refused swap, then raise; the answering model (if any) keeps answering."""
@@ -187,43 +203,40 @@ class Swapper:
     async def _load_first(
         self, lang: str, active: ActiveModels, local: Path | None, prefer_store: bool
     ) -> None:
-        attempts: list[str] = []
+        candidates: list[tuple[str, Callable[[], Awaitable[LoadedModel]]]] = []
         try:
             record = await active.get(lang)
         except EventBusError as exc:  # Redis away: start from what we have; the subscriber reconciles later
             logger.warning("bot %s: cannot read the active model (%s); using a fallback", lang, exc)
             record = None
         if record is not None:
-            attempts.append(record.current.model)
-            if await self._try(self.swap(lang, record.current)):
-                return
+            current = record.current
+            candidates.append((f"active model {current.model}", lambda: self.swap(lang, current)))
         if prefer_store:
             try:
                 stored = await self.store.list_models(lang)
             except StorageError as exc:
                 logger.warning("bot %s: cannot list the model store: %s", lang, exc)
                 stored = []
-            if stored and stored[-1].name not in attempts:
-                attempts.append(stored[-1].name)
-                if await self._try(self.swap(lang, stored[-1].ref)):
-                    return
+            if stored and (record is None or stored[-1].name != record.current.model):
+                newest = stored[-1].ref
+                candidates.append((f"newest stored model {newest.model}", lambda: self.swap(lang, newest)))
         if local is not None:
-            attempts.append(local.name)
-            if await self._try(self.load_local(lang, local)):
-                return
-        tried = ", ".join(attempts) or "none found"
-        self.pool.mark_failed(lang, f"no usable model for {lang} (tried: {tried}); publish or train one")
-        logger.error(
-            "bot %s: no usable model (tried: %s); it answers with its 'unavailable' prompt", lang, tried
-        )
-
-    @staticmethod
-    async def _try(load: Awaitable[LoadedModel]) -> bool:
-        try:
-            await load
-        except (GatewayError, OSError):
-            return False
-        return True
+            path = local
+            candidates.append((f"local model {path.name}", lambda: self.load_local(lang, path)))
+        failures: list[str] = []
+        for what, load in candidates:
+            try:
+                await load()
+            except (GatewayError, OSError) as exc:
+                failures.append(f"{what}: {exc}")
+                continue
+            if failures:  # serving a fallback: say why on /readyz until a swap succeeds
+                self.pool.get(lang).last_error = f"serving the {what} because " + "; ".join(failures)
+            return
+        tried = "; ".join(failures) or "none found"
+        self.pool.mark_failed(lang, f"no usable model for {lang} ({tried}); publish or train one")
+        logger.error("bot %s: no usable model (%s); it answers with its 'unavailable' prompt", lang, tried)
 
 
 def _import_rasa() -> None:

@@ -133,7 +133,8 @@ class RedisEventBus:
     Stopping is cooperative (`close`): redis-py 4.6 wraps reads in async_timeout, including a zero
     timeout on every connection checkout, which on Python 3.10 can swallow a task cancellation. For
     the same reason the subscription reads on its own connection without a socket timeout, and a PING
-    every `ping_seconds` detects a silently dead connection instead.
+    every `ping_seconds` detects a silently dead connection instead. The durable active models are
+    replayed after every (re)connect and every `reconcile_seconds`.
     """
 
     def __init__(
@@ -145,6 +146,7 @@ class RedisEventBus:
         *,
         backoff_seconds: tuple[float, float] = (0.1, 5.0),
         ping_seconds: float = 15.0,
+        reconcile_seconds: float = 60.0,
     ) -> None:
         self.client = client
         self.settings = settings
@@ -152,6 +154,7 @@ class RedisEventBus:
         self.channels = {settings.channel_for(lang): lang for lang in langs}
         self.backoff = backoff_seconds
         self.ping_seconds = ping_seconds
+        self.reconcile_seconds = reconcile_seconds
         self._connected = False
         self._stop = asyncio.Event()
 
@@ -213,11 +216,16 @@ class RedisEventBus:
             await self._reconcile(listener)
             self._set_connected(True)  # Redis answered: the subscription is live
             logger.info("event bus: subscribed to %s", ", ".join(self.channels))
-            pinged = False
+            loop = asyncio.get_running_loop()
+            reconciled, pinged = loop.time(), False
             while True:
-                item = await _next(inbox, self.ping_seconds, self._stop)
+                item = await _next(inbox, min(self.ping_seconds, self.reconcile_seconds), self._stop)
                 if item is STOP:
                     return
+                if loop.time() - reconciled >= self.reconcile_seconds:
+                    # Also periodically: a swap that failed for a transient reason (store down) is retried.
+                    await self._reconcile(listener)
+                    reconciled = loop.time()
                 if item is None:  # quiet for a while: is the connection still alive?
                     if pinged:
                         raise EventBusError(f"no answer to PING within {self.ping_seconds}s")

@@ -3,22 +3,29 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import gc
 import json
 import uuid
+import weakref
 from collections import Counter
+from typing import Any
 
 import pytest
 from aiohttp.test_utils import TestClient
 
 from gateway import appkeys, metrics
+from gateway.app import create_app
+from gateway.errors import ModelRefusedBefore
 from gateway.storage.model_store import ModelRef
-from tests.support import builder_request, eventually, responses
+from tests.support import S3Server, builder_request, eventually, free_port, responses
 from tests.swaps.conftest import (
     NEW_GREETING,
     OLD_GREETINGS,
     SwapWorld,
     answering,
     bots,
+    ready,
     say,
     swaps,
 )
@@ -207,3 +214,57 @@ async def test_after_a_redis_outage_the_missed_announcement_is_applied(
     assert await say(gateway_client, "hello") == NEW_GREETING
     await eventually(lambda: bus.connected, what="reconnected")
     assert metrics.REGISTRY.get_sample_value("gateway_event_bus_connected") == 1.0
+
+
+async def test_the_replaced_agent_is_released(world: SwapWorld, gateway_client: TestClient) -> None:
+    bot = gateway_client.app[appkeys.POOL].get("en")
+    assert bot.model is not None
+    old_agent = weakref.ref(bot.model.agent)
+    await world.publish(world.models.v2.name)
+    await eventually(lambda: _is(gateway_client, "en", world.models.v2.name), what="en swapped to v2")
+    assert await say(gateway_client, "hello") == NEW_GREETING
+    gc.collect()
+    assert old_agent() is None  # only its name and sha256 are kept, as `previous`
+    assert (await bots(gateway_client))["en"]["previous"] == world.models.v1.name
+
+
+async def test_a_broken_archive_is_not_loaded_again_when_replayed(
+    world: SwapWorld, gateway_client: TestClient
+) -> None:
+    swapper = gateway_client.app[appkeys.SWAPPER]
+    corrupt = world.models.ref(world.models.corrupt)
+    failed = swaps("en", "load_failed")
+    await world.publish(corrupt.model)
+    await eventually(lambda: swaps("en", "load_failed") == failed + 1, what="the first refusal")
+    # Replays (a reconcile, a repeated event, an admin retry) of the same bytes are refused at once.
+    await world.publish(json.dumps(corrupt.to_json()))
+    await world.publish(corrupt.model)
+    with pytest.raises(ModelRefusedBefore):
+        await swapper.swap("en", corrupt)
+    await swapper.idle()
+    assert swaps("en", "load_failed") == failed + 1
+    assert await answering(gateway_client, "en") == world.models.v1.name
+
+
+async def test_a_store_outage_at_start_up_heals_by_itself(world: SwapWorld, aiohttp_client: Any) -> None:
+    port = free_port()  # nothing listens here yet: the store is down
+    settings = dataclasses.replace(
+        world.settings,
+        models=dataclasses.replace(world.settings.models, s3_endpoint_url=f"http://127.0.0.1:{port}"),
+        events=dataclasses.replace(world.settings.events, reconcile_seconds=0.5),
+    )
+    await world.active().activate("en", world.models.ref(world.models.v2))  # what the fleet runs
+    client: TestClient = await aiohttp_client(create_app(settings))
+    await ready(client)
+    # It could not fetch the active model, so it serves its local one meanwhile (never dark).
+    en = (await bots(client))["en"]
+    assert en["model"] == world.models.v1.name
+    assert en["last_error"].startswith(f"serving the local model {world.models.v1.name} because active model")
+    assert world.models.v2.name in en["last_error"] and "Could not connect" in en["last_error"]
+    assert await say(client, "hello") in OLD_GREETINGS
+    store = S3Server(port).start()  # the store is back (moto keeps one in-process state)
+    try:
+        await eventually(lambda: _is(client, "en", world.models.v2.name), 60, "healed to the active model")
+        assert await say(client, "hello") == NEW_GREETING
+    finally:
+        store.stop()
