@@ -13,7 +13,7 @@ import enum
 import logging
 import tempfile
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Mapping
 from pathlib import Path
 from typing import NoReturn
 
@@ -36,6 +36,8 @@ logger = logging.getLogger(__name__)
 
 
 class SwapResult(str, enum.Enum):
+    """The `result` label of gateway_model_swaps_total."""
+
     SUCCESS = "success"
     DOWNLOAD_FAILED = "download_failed"
     REJECTED = "rejected"
@@ -44,7 +46,7 @@ class SwapResult(str, enum.Enum):
 
 
 class Swapper:
-    """Swaps models into `pool` from `store`, one language at a time per language."""
+    """Swaps models from `store` into `pool`: at most one load per language at a time, latest wins."""
 
     def __init__(self, pool: AgentPool, store: ModelStore, workdir: Path | None = None) -> None:
         self.pool = pool
@@ -203,40 +205,43 @@ class Swapper:
     async def _load_first(
         self, lang: str, active: ActiveModels, local: Path | None, prefer_store: bool
     ) -> None:
-        candidates: list[tuple[str, Callable[[], Awaitable[LoadedModel]]]] = []
+        failures: list[str] = []
+
+        async def attempt(what: str, load: Awaitable[LoadedModel]) -> bool:
+            try:
+                await load
+            except (GatewayError, OSError) as exc:
+                failures.append(f"{what}: {exc}")
+                return False
+            if failures:  # serving a fallback: say why on /readyz until a swap succeeds
+                self.pool.get(lang).last_error = f"serving the {what} because " + "; ".join(failures)
+            return True
+
         try:
             record = await active.get(lang)
         except EventBusError as exc:  # Redis away: start from what we have; the subscriber reconciles later
             logger.warning("bot %s: cannot read the active model (%s); using a fallback", lang, exc)
             record = None
-        if record is not None:
-            current = record.current
-            candidates.append((f"active model {current.model}", lambda: self.swap(lang, current)))
+        if record is not None and await attempt(
+            f"active model {record.current.model}", self.swap(lang, record.current)
+        ):
+            return
         if prefer_store:
             try:
                 stored = await self.store.list_models(lang)
             except StorageError as exc:
-                logger.warning("bot %s: cannot list the model store: %s", lang, exc)
+                failures.append(f"listing the store: {exc}")
                 stored = []
-            if stored and (record is None or stored[-1].name != record.current.model):
+            tried = record.current.model if record is not None else None
+            if stored and stored[-1].name != tried:
                 newest = stored[-1].ref
-                candidates.append((f"newest stored model {newest.model}", lambda: self.swap(lang, newest)))
-        if local is not None:
-            path = local
-            candidates.append((f"local model {path.name}", lambda: self.load_local(lang, path)))
-        failures: list[str] = []
-        for what, load in candidates:
-            try:
-                await load()
-            except (GatewayError, OSError) as exc:
-                failures.append(f"{what}: {exc}")
-                continue
-            if failures:  # serving a fallback: say why on /readyz until a swap succeeds
-                self.pool.get(lang).last_error = f"serving the {what} because " + "; ".join(failures)
+                if await attempt(f"newest stored model {newest.model}", self.swap(lang, newest)):
+                    return
+        if local is not None and await attempt(f"local model {local.name}", self.load_local(lang, local)):
             return
-        tried = "; ".join(failures) or "none found"
-        self.pool.mark_failed(lang, f"no usable model for {lang} ({tried}); publish or train one")
-        logger.error("bot %s: no usable model (%s); it answers with its 'unavailable' prompt", lang, tried)
+        reasons = "; ".join(failures) or "none found"
+        self.pool.mark_failed(lang, f"no usable model for {lang} ({reasons}); publish or train one")
+        logger.error("bot %s: no usable model (%s); it answers with its 'unavailable' prompt", lang, reasons)
 
 
 def _import_rasa() -> None:

@@ -155,7 +155,10 @@ async def _announce(
     try:
         record = await announce(app[appkeys.EVENTS], app[appkeys.ACTIVE_MODELS], lang, ref, previous)
     except GatewayError as exc:
-        raise EventBusError(f"{ref.model} answers here but could not be announced: {exc}") from exc
+        raise EventBusError(
+            f"{ref.model} answers here but could not be recorded and announced, so gateways (this one "
+            f"included, at its next reconcile) keep the recorded active model: {exc}"
+        ) from exc
     return record.to_json()
 
 
