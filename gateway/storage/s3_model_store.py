@@ -96,7 +96,7 @@ class S3ModelStore:
         except ClientError as exc:
             error = self._error(exc, lang, "", "list")
             if isinstance(error, ModelNotFound):
-                logger.warning("bucket %s does not exist yet: no %s models", bucket, lang)
+                logger.info("bucket %s does not exist yet: no %s models", bucket, lang)
                 return []
             raise error from exc
         except _TRANSPORT_ERRORS as exc:
