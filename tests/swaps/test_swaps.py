@@ -223,6 +223,7 @@ async def test_the_replaced_agent_is_released(world: SwapWorld, gateway_client: 
     await world.publish(world.models.v2.name)
     await eventually(lambda: _is(gateway_client, "en", world.models.v2.name), what="en swapped to v2")
     assert await say(gateway_client, "hello") == NEW_GREETING
+    await gateway_client.app[appkeys.SWAPPER].idle()  # the swap cleans its temp folder after swapping
     gc.collect()
     assert old_agent() is None  # only its name and sha256 are kept, as `previous`
     assert (await bots(gateway_client))["en"]["previous"] == world.models.v1.name
