@@ -10,10 +10,11 @@ from pathlib import Path
 from aiohttp import web
 
 from gateway import appkeys
+from gateway.agents.model_updates import model_updates
 from gateway.agents.monitor import Monitor
 from gateway.agents.pool import AgentPool
 from gateway.errors import AuthError, BadRequest, TrainingError
-from gateway.routing import access, admin_status, auth, google_auth, health, limits, webhook
+from gateway.routing import access, admin, admin_status, auth, google_auth, health, limits, webhook
 from gateway.routing.inflight import InFlight
 from gateway.routing.locale import LocaleRouter
 from gateway.settings import Settings
@@ -84,8 +85,10 @@ def create_app(settings: Settings, resolve_models: ModelResolver = newest_local_
     # First: a bad google.jwks_file stops start-up before any model is loaded.
     app.cleanup_ctx.append(google_auth.google_verification)
     app.cleanup_ctx.append(_redis)
-    app.cleanup_ctx.append(_agent_pool(resolve_models))
+    app.cleanup_ctx.append(_agent_pool)
     app.cleanup_ctx.append(_background_turns)
+    # Initial load, model store, events and swaps; sets app[STARTUP], which the monitor waits for.
+    app.cleanup_ctx.append(model_updates(resolve_models))
     app.cleanup_ctx.append(_health_monitor)
 
     app.router.add_post("/webhook/google", webhook.google_webhook)
@@ -97,28 +100,9 @@ def create_app(settings: Settings, resolve_models: ModelResolver = newest_local_
     # auth.admin_guard answers 404 for /admin/* while admin.token is unset, 401 without the token.
     app.router.add_get("/admin/status", admin_status.admin_status)
     app.router.add_get("/metrics", health.prometheus)
+    if settings.admin.token:
+        admin.add_routes(app.router)
     return app
-
-
-def _agent_pool(resolve_models: ModelResolver) -> Callable[[web.Application], AsyncIterator[None]]:
-    async def agent_pool(app: web.Application) -> AsyncIterator[None]:
-        settings = app[appkeys.SETTINGS]
-        client = app[appkeys.REDIS]
-        pool = AgentPool(
-            settings.bots,
-            tracker_stores_for(settings, client),
-            conversation_locks(settings, client),
-            hmac_key=settings.models.hmac_key,
-        )
-        app[appkeys.POOL] = pool
-        # Load in the background: the server answers /healthz (and 503 on /readyz) meanwhile.
-        task = asyncio.create_task(_load_initial(pool, resolve_models(settings)), name="initial-load")
-        app[appkeys.STARTUP] = task
-        yield
-        task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
-
-    return agent_pool
 
 
 async def _redis(app: web.Application) -> AsyncIterator[None]:
@@ -127,16 +111,16 @@ async def _redis(app: web.Application) -> AsyncIterator[None]:
         yield
 
 
-async def _load_initial(pool: AgentPool, models: Mapping[str, Path | None]) -> None:
-    found = {lang: path for lang, path in models.items() if path is not None}
-    for lang in pool.bots:
-        if lang not in found:
-            pool.mark_failed(lang, f"no model for {lang}: train one with `gateway train {lang}`")
-            logger.error("bot %s: no model found; it will answer with its 'unavailable' prompt", lang)
-    errors = await pool.load_all(found)
-    for lang, error in errors.items():
-        if error is None:
-            logger.info("bot %s ready (%s)", lang, found[lang].name)
+async def _agent_pool(app: web.Application) -> AsyncIterator[None]:
+    settings = app[appkeys.SETTINGS]
+    client = app[appkeys.REDIS]
+    app[appkeys.POOL] = AgentPool(
+        settings.bots,
+        tracker_stores_for(settings, client),
+        conversation_locks(settings, client),
+        hmac_key=settings.models.hmac_key,
+    )
+    yield
 
 
 async def _health_monitor(app: web.Application) -> AsyncIterator[None]:

@@ -9,10 +9,14 @@ from aiohttp import web
 
 from gateway.agents.monitor import Monitor
 from gateway.agents.pool import AgentPool
+from gateway.agents.swapper import Swapper
 from gateway.routing.google_token import GoogleVerifier
 from gateway.routing.inflight import InFlight
 from gateway.routing.locale import LocaleRouter
 from gateway.settings import Settings
+from gateway.storage.active_models import ActiveModels
+from gateway.storage.events import EventBus
+from gateway.storage.model_store import ModelStore
 
 SETTINGS = web.AppKey("settings", Settings)
 POOL = web.AppKey("pool", AgentPool)
@@ -27,3 +31,7 @@ GOOGLE_VERIFIER = web.AppKey("google_verifier", GoogleVerifier)
 MONITOR = web.AppKey("monitor", Monitor)
 # Requests being handled; shutdown waits for them (gateway/server.py).
 IN_FLIGHT = web.AppKey("in_flight", InFlight)
+MODEL_STORE = web.AppKey("model_store", ModelStore)
+ACTIVE_MODELS = web.AppKey("active_models", ActiveModels)
+EVENTS = web.AppKey("events", EventBus)
+SWAPPER = web.AppKey("swapper", Swapper)

@@ -46,6 +46,14 @@ class ModelRejected(ModelError):
     """A model archive failed verification (checksum, signature, unsafe member) and was not loaded."""
 
 
+class ModelRefusedBefore(ModelRejected):
+    """The very same archive (name and sha256) already failed to load here; it is not tried again."""
+
+
+class ModelProbeFailed(ModelError):
+    """A freshly loaded model failed its warm-up probe turn, so it was not swapped in."""
+
+
 class StorageError(GatewayError):
     """A storage backend (Redis, S3, local disk) failed; the message names the backend and key."""
 
@@ -58,8 +66,16 @@ class ModelStoreError(StorageError):
     """The model store could not be reached or does not hold the requested object."""
 
 
+class ModelNotFound(ModelStoreError):
+    """The model store does not hold the requested model."""
+
+
 class EventBusError(StorageError):
     """The event bus could not be reached."""
+
+
+class ActiveModelConflict(StorageError):
+    """The active model changed while we were acting on it (another admin or publisher won)."""
 
 
 class AuthError(GatewayError):

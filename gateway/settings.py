@@ -91,6 +91,7 @@ class ModelSettings:
 @dataclass(frozen=True)
 class EventSettings:
     channel: str = "{project}-{lang}"
+    reconcile_seconds: float = 60.0
 
 
 @dataclass(frozen=True)
@@ -413,7 +414,10 @@ def _build(raw: Mapping[str, Any], base: Path) -> Settings:
             "unset it to load unsigned models"
         )
     ev = top.section("events")
-    events = EventSettings(channel=ev.str_("channel", "{project}-{lang}"))
+    events = EventSettings(
+        channel=ev.str_("channel", "{project}-{lang}"),
+        reconcile_seconds=ev.float_("reconcile_seconds", 60.0, 0.1, 86400.0),
+    )
     dl = top.section("delivery")
     folds = dl.int_("nlu_folds", 5, 0, 20)
     if folds == 1:

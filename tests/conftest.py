@@ -11,7 +11,7 @@ import pytest
 
 from gateway.settings import ROOT, Settings, load_settings
 from gateway.training import train_missing
-from tests.support import GatewayProcess, RedisServer, free_port
+from tests.support import GatewayProcess, RedisServer, S3Server, free_port
 
 LANGS = ("en", "pl", "de")
 
@@ -62,6 +62,16 @@ def gateway(models_dir: Path) -> Iterator[GatewayProcess]:
 def redis_server() -> Iterator[RedisServer]:
     """A fresh, private redis-server for one test (stop/restart it to inject faults)."""
     server = RedisServer().start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def s3_server() -> Iterator[S3Server]:
+    """One moto S3 server for the session (use a unique `project` per test for fresh buckets)."""
+    server = S3Server().start()
     try:
         yield server
     finally:

@@ -13,7 +13,7 @@ import time
 import urllib.error
 import urllib.request
 import uuid
-from collections.abc import Iterator, Mapping
+from collections.abc import Awaitable, Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -180,3 +180,88 @@ class RedisServer:
     def restart(self) -> None:
         self.stop()
         self.start()
+
+
+class S3Server:
+    """moto's standalone S3-compatible server on a free port, spoken to over real HTTP."""
+
+    def __init__(self, port: int | None = None) -> None:
+        from moto.server import ThreadedMotoServer
+
+        self.port = port or free_port()
+        self._server = ThreadedMotoServer(ip_address="127.0.0.1", port=self.port, verbose=False)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def env(self) -> dict[str, str]:
+        """Gateway settings (as environment) pointing the model store at this server."""
+        return {
+            "GATEWAY_MODELS_STORE": "s3",
+            "GATEWAY_MODELS_S3_ENDPOINT_URL": self.url,
+            "GATEWAY_MODELS_S3_ACCESS_KEY_ID": "testing",
+            "GATEWAY_MODELS_S3_SECRET_ACCESS_KEY": "testing",
+        }
+
+    def overrides(self) -> dict[str, str]:
+        """The same, as load_settings overrides."""
+        return {
+            "models.store": "s3",
+            "models.s3_endpoint_url": self.url,
+            "models.s3_access_key_id": "testing",
+            "models.s3_secret_access_key": "testing",
+        }
+
+    def start(self) -> S3Server:
+        import logging
+
+        logging.getLogger("werkzeug").setLevel(logging.WARNING)  # one log line per request otherwise
+        self._server.start()
+        return self
+
+    def stop(self) -> None:
+        self._server.stop()
+
+
+async def eventually(
+    check: Callable[[], bool | Awaitable[bool]], timeout: float = 30.0, what: str = "condition"
+) -> None:
+    """Poll `check` (sync or async) until it is true; fail after `timeout` seconds (not a timing assert:
+    the bound only stops a broken test from hanging)."""
+    import asyncio
+    import inspect
+
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while True:
+        result = check()
+        if inspect.isawaitable(result):
+            result = await result
+        if result:
+            return
+        if loop.time() > deadline:
+            raise AssertionError(f"{what} did not happen within {timeout}s")
+        await asyncio.sleep(0.05)
+
+
+def train_variant(
+    lang: str, response: str, greeting: str, cache: Path, config_name: str = "config.yml"
+) -> Path:
+    """A copy of bot `lang` whose `response` says only `greeting`, trained once per content hash into
+    `cache/variants/<lang>-<config>-<hash of the text>` (a distinguishable second model for swap tests)."""
+    import hashlib
+    import shutil
+
+    from gateway.training import train_bot
+
+    tag = hashlib.sha256(f"{response}\0{greeting}".encode()).hexdigest()[:8]
+    with tempfile.TemporaryDirectory(prefix=f"variant-{lang}-") as tmp:
+        project = Path(tmp) / lang
+        shutil.copytree(ROOT / "bots" / lang, project, ignore=shutil.ignore_patterns("tests", "results"))
+        domain_file = project / "domain.yml"
+        domain = yaml.safe_load(domain_file.read_text(encoding="utf-8"))
+        domain["responses"][response] = [{"text": greeting}]
+        domain_file.write_text(yaml.safe_dump(domain, allow_unicode=True, sort_keys=False), encoding="utf-8")
+        folder = cache / "variants" / f"{lang}-{Path(config_name).stem}-{tag}"
+        return train_bot(lang, project, folder, config_name=config_name).path

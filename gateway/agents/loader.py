@@ -40,6 +40,20 @@ class LoadedModel:
         }
 
 
+@dataclass(frozen=True)
+class ModelSummary:
+    """What we remember of a model after its agent was released."""
+
+    name: str
+    sha256: str | None
+    loaded_at: float
+
+
+def summary(model: LoadedModel) -> ModelSummary:
+    """`model` without its agent (so the agent can be garbage-collected)."""
+    return ModelSummary(model.name, model.sha256, model.loaded_at)
+
+
 def load_agent_blocking(path: Path, tracker_store: TrackerStore) -> Agent:
     """Load `path` into a new Agent whose processor uses `tracker_store` directly.
 

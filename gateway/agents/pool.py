@@ -13,8 +13,8 @@ from typing import TYPE_CHECKING, Any
 from gateway import metrics
 from gateway.agents import dialogue
 from gateway.agents.archive import verify_archive
-from gateway.agents.loader import LoadedModel, load_model
-from gateway.errors import BotNotReady, GatewayError, UnknownBot
+from gateway.agents.loader import LoadedModel, ModelSummary, load_model, summary
+from gateway.errors import BotNotReady, GatewayError, ModelProbeFailed, UnknownBot
 from gateway.settings import BotSettings
 from gateway.storage.locks import ConversationLocks, InMemoryLocks
 
@@ -40,7 +40,7 @@ class Bot:
         self.lang = settings.lang
         self.tracker_store = tracker_store
         self.model: LoadedModel | None = None
-        self.previous: LoadedModel | None = None
+        self.previous: ModelSummary | None = None  # no agent: the old one is released after a swap
         self.state = BotState.LOADING
         self.since = time.time()
         self.last_error: str | None = None
@@ -126,14 +126,22 @@ class AgentPool:
             # Before Rasa sees the file: it unpickles and extracts whatever the archive holds.
             digest = await loop.run_in_executor(None, verify_archive, path, sha256, self.hmac_key, signature)
             model = await load_model(path, bot.tracker_store, digest)
-            await dialogue.probe(model, bot.settings.probe)
+            try:
+                await dialogue.probe(model, bot.settings.probe)
+            except Exception as exc:  # whatever a fresh model's first turn raises, it cannot serve
+                raise ModelProbeFailed(
+                    f"model {path.name} failed its probe {bot.settings.probe!r}: {type(exc).__name__}: {exc}"
+                ) from exc
         except (GatewayError, OSError) as exc:
+            if bot.model is not None:  # loading pointed the shared tracker store at the refused domain
+                bot.tracker_store.domain = bot.model.agent.domain
             bot.last_error = str(exc)
             if bot.model is None:
                 bot._set_state(BotState.FAILED)
             logger.error("bot %s: model %s refused: %s", lang, path.name, exc)
             raise
-        bot.previous, bot.model = bot.model, model
+        # One assignment: turns already running keep the old agent until they finish, then it is freed.
+        bot.previous, bot.model = (summary(bot.model) if bot.model else None), model
         # The model answers through its own copy of the store; the language's store mirrors its domain.
         bot.tracker_store.domain = model.agent.domain
         bot.last_error = None
