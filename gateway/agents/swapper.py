@@ -240,7 +240,10 @@ class Swapper:
         if local is not None and await attempt(f"local model {local.name}", self.load_local(lang, local)):
             return
         reasons = "; ".join(failures) or "none found"
-        self.pool.mark_failed(lang, f"no usable model for {lang} ({reasons}); publish or train one")
+        self.pool.mark_failed(
+            lang,
+            f"no usable model for {lang} ({reasons}); publish one, or train it with `gateway train {lang}`",
+        )
         logger.error("bot %s: no usable model (%s); it answers with its 'unavailable' prompt", lang, reasons)
 
 

@@ -240,8 +240,13 @@ class RedisEventBus:
         finally:
             if reader is not None:
                 reader.cancel()
-                await asyncio.gather(reader, return_exceptions=True)
-            await pubsub.reset()
+                # redis-py 4.6 can swallow a cancellation inside its async_timeout: never wait for ever.
+                await asyncio.wait({reader}, timeout=1.0)
+            await pubsub.reset()  # closes the connection, which ends a reader that ignored the cancel
+            if reader is not None and not reader.done():
+                await asyncio.wait({reader}, timeout=1.0)
+                if not reader.done():
+                    logger.warning("event bus: the old subscription reader did not stop; abandoning it")
 
     async def _reconcile(self, listener: Listener) -> None:
         """Replay each language's durable active model (the listener skips what already runs)."""

@@ -77,11 +77,11 @@ async def test_every_admin_route_is_guarded_even_one_that_forgets_to_check(aioht
         return web.json_response({"secret": "state"})
 
     app = create_app(gateway_settings(**{"admin.token": TOKEN}), resolve_models=lambda _: {})
-    app.router.add_post("/admin/models/{lang}/activate", careless)
+    app.router.add_post("/admin/debug/{lang}/dump", careless)
     client = await aiohttp_client(app)
-    resp = await client.post("/admin/models/en/activate")
+    resp = await client.post("/admin/debug/en/dump")
     assert resp.status == 401
-    resp = await client.post("/admin/models/en/activate", headers={"Authorization": f"Bearer {TOKEN}"})
+    resp = await client.post("/admin/debug/en/dump", headers={"Authorization": f"Bearer {TOKEN}"})
     assert resp.status == 200
     # An unknown admin path does not reveal whether it exists to someone without the token.
     assert (await client.get("/admin/nothing-here")).status == 401
