@@ -120,6 +120,14 @@ def v2() -> Path:
     return train_variant("en", "utter_greet", NEW_GREETING, model_cache())
 
 
+def copy_en(model: Path, models: Path) -> Path:
+    """A private copy of an English model in models/en/ (the variant's cache folder is not named en)."""
+    target = models / "en" / model.name
+    target.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copy2(model, target)
+    return target
+
+
 def variant_bots(tmp_path: Path) -> Path:
     """bots/en with the variant greeting and its tests: the sources `v2` was trained from."""
     bots = tmp_path / "bots"
@@ -135,7 +143,7 @@ def test_publish_refuses_untested_and_failed_models_unless_forced(
     world: World, v2: Path, tmp_path: Path
 ) -> None:
     models = tmp_path / "models"
-    model = copy_model(v2, models)
+    model = copy_en(v2, models)
     env = world.env(GATEWAY_PROJECT=f"gate{uuid.uuid4().hex[:8]}", GATEWAY_BOTS_MODELS_DIR=str(models))
 
     untested = gateway("publish", "en", model.name, env=env)
@@ -170,7 +178,7 @@ def test_train_test_publish_activate_rollback_switch_a_running_gateway(
 ) -> None:
     bots = variant_bots(tmp_path)
     models = tmp_path / "models"
-    copy_model(v2, models)
+    copy_en(v2, models)
     env = world.env(GATEWAY_BOTS_DIR=str(bots), GATEWAY_BOTS_MODELS_DIR=str(models))
     v1 = copy_model(model_paths["en"], tmp_path / "v1")
     assert answers(world.production, "hello", "en-US", OLD_EN) in OLD_EN
@@ -204,7 +212,7 @@ def test_train_test_publish_activate_rollback_switch_a_running_gateway(
 def test_promote_staging_to_production(world: World, v2: Path, tmp_path: Path) -> None:
     models = tmp_path / "models"
     bots = variant_bots(tmp_path)
-    model = copy_model(v2, models)
+    model = copy_en(v2, models)
     staging = world.env("staging", GATEWAY_BOTS_DIR=str(bots), GATEWAY_BOTS_MODELS_DIR=str(models))
     ok("test", "en", "--model", str(model), env=staging)
     assert read_record(model) is not None

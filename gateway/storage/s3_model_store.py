@@ -170,8 +170,11 @@ class S3ModelStore:
         s3 = await self._s3()
         try:
             response = await s3.get_object(Bucket=self.settings.bucket_for(lang), Key=name)
-            async with response["Body"] as body:
-                data: bytes = await body.read(MAX_COMPANION_BYTES + 1)
+            body = response["Body"]
+            async with body:  # read through the wrapper (as download does), not the aiohttp response
+                data = b""
+                while len(data) <= MAX_COMPANION_BYTES and (chunk := await body.read(CHUNK_BYTES)):
+                    data += chunk
         except (ClientError, *_TRANSPORT_ERRORS) as exc:
             error = self._error(exc, lang, name, "download")
             if isinstance(error, ModelNotFound):
