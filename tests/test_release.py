@@ -338,3 +338,20 @@ def test_clear_errors(
     assert done.returncode == code, done.stdout + done.stderr
     assert message.format(tmp=tmp_path, project=project) in done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_staging_and_production_never_share_buckets_channels_keys_or_folders() -> None:
+    from gateway.errors import ConfigError
+    from gateway.settings import load_settings
+    from gateway.storage.redis_client import key
+
+    prod = load_settings(overrides={"project": "shop"})
+    staging = load_settings(overrides={"project": "shop", "environment": "staging"})
+    assert (prod.bucket_for("pl"), prod.channel_for("pl")) == ("shop-pl", "shop-pl")  # the original names
+    assert (staging.bucket_for("pl"), staging.channel_for("pl")) == ("shop-staging-pl", "shop-staging-pl")
+    assert key(prod, "pl", "active") != key(staging, "pl", "active")
+    assert staging.local_store_root == prod.local_store_root / "staging"
+    explicit = load_settings(overrides={"environment": "staging", "models.bucket": "bots-{env}-{lang}"})
+    assert explicit.bucket_for("en") == "bots-staging-en"
+    with pytest.raises(ConfigError, match=r"models\.bucket='models-\{lang\}': allowed a template with"):
+        load_settings(overrides={"models.bucket": "models-{lang}"})
