@@ -1,4 +1,4 @@
-"""Command line: `gateway serve|train|test|pipeline` (one module per command in gateway/commands/)."""
+"""Command line: `gateway serve|train|test|publish|models|activate|rollback|promote|pipeline`."""
 
 from __future__ import annotations
 

@@ -154,11 +154,26 @@ class Settings:
 
     def channel_for(self, lang: str) -> str:
         """Redis pub/sub channel announcing new models for `lang`."""
-        return self.events.channel.format(project=self.project, lang=lang, env=self.environment)
+        return self._namespaced(self.events.channel, lang)
 
     def bucket_for(self, lang: str) -> str:
         """S3 bucket holding `lang`'s model archives."""
-        return self.models.bucket.format(project=self.project, lang=lang, env=self.environment)
+        return self._namespaced(self.models.bucket, lang)
+
+    def _namespaced(self, template: str, lang: str) -> str:
+        # Production keeps the original pipeline's names; staging gets its own unless the template
+        # places {env} itself, so the two never share a bucket or a channel.
+        project = self.project
+        if self.environment != "production" and "{env}" not in template:
+            project = f"{project}-{self.environment}"
+        return template.format(project=project, lang=lang, env=self.environment)
+
+    @property
+    def local_store_root(self) -> Path:
+        """The local model store's folder for this environment (staging: `<models.path>/staging`)."""
+        if self.environment == "production":
+            return self.models.path
+        return self.models.path / self.environment
 
 
 def load_settings(
@@ -408,6 +423,10 @@ def _build(raw: Mapping[str, Any], base: Path) -> Settings:
         s3_secret_access_key=m.str_("s3_secret_access_key", optional=True),
         hmac_key=m.str_("hmac_key", optional=True),
     )
+    if "{project}" not in models.bucket and "{env}" not in models.bucket:
+        raise m.fail(
+            "bucket", models.bucket, "a template with {project} or {env} (environments must not share)"
+        )
     if models.hmac_key is not None and len(models.hmac_key) < 16:
         raise ConfigError(
             "invalid setting models.hmac_key: too short (at least 16 characters); "
@@ -418,6 +437,10 @@ def _build(raw: Mapping[str, Any], base: Path) -> Settings:
         channel=ev.str_("channel", "{project}-{lang}"),
         reconcile_seconds=ev.float_("reconcile_seconds", 60.0, 0.1, 86400.0),
     )
+    if "{project}" not in events.channel and "{env}" not in events.channel:
+        raise ev.fail(
+            "channel", events.channel, "a template with {project} or {env} (environments must not share)"
+        )
     dl = top.section("delivery")
     folds = dl.int_("nlu_folds", 5, 0, 20)
     if folds == 1:

@@ -267,7 +267,7 @@ def test_pipeline_trains_and_tests_only_the_changed_language(tmp_path: Path) -> 
     models = tmp_path / "models"
     env = {"GATEWAY_BOTS_DIR": str(repo / "bots"), "GATEWAY_BOTS_MODELS_DIR": str(models)}
 
-    done = gateway("pipeline", "--since", "HEAD~1", env=env)
+    done = gateway("pipeline", "--since", "HEAD~1", "--no-publish", env=env)
     assert done.returncode == 0, done.stdout + done.stderr
     assert "en: unchanged since HEAD~1" in done.stdout
     assert "de: unchanged since HEAD~1" in done.stdout
@@ -279,7 +279,7 @@ def test_pipeline_trains_and_tests_only_the_changed_language(tmp_path: Path) -> 
     record = read_record(model)
     assert record is not None and record.passed
 
-    again = gateway("pipeline", "--since", "HEAD", env=env)
+    again = gateway("pipeline", "--since", "HEAD", "--no-publish", env=env)
     assert again.returncode == 0
     assert "no bot changed; nothing to do" in again.stdout
 
@@ -299,7 +299,7 @@ def test_pipeline_stops_at_the_first_failure(model_paths: dict[str, Path], tmp_p
         "GATEWAY_DELIVERY_NLU_FOLDS": "0",
     }
 
-    done = gateway("pipeline", "--since", "HEAD", env=env)
+    done = gateway("pipeline", "--since", "HEAD", "--no-publish", env=env)
     assert done.returncode == 1, done.stdout + done.stderr
     assert "pipeline stopped at en (test): tests failed" in done.stderr
     assert "not run: de" in done.stderr

@@ -1,17 +1,21 @@
-"""`gateway pipeline [--since REV]`: CI entry point; train and test (then publish) only the changed bots."""
+"""`gateway pipeline [--since REV]`: CI entry point; train, test and publish only the changed bots."""
 
 from __future__ import annotations
 
 import argparse
+import asyncio
+from collections.abc import Sequence
 
 from gateway.commands.common import Subparsers, config_name, say, select_langs, settings_from_args
+from gateway.delivery.pipeline import Candidate
+from gateway.settings import Settings
 
 
 def register(sub: Subparsers) -> None:
     """Add the `pipeline` parser."""
     parser = sub.add_parser(
         "pipeline",
-        help="train and test the bots changed since a revision, stopping at the first failure",
+        help="train, test and publish the bots changed since a revision, stopping at the first failure",
     )
     parser.add_argument(
         "--since",
@@ -24,6 +28,9 @@ def register(sub: Subparsers) -> None:
         help="only consider this language (repeatable; CI runs one job per language)",
     )
     parser.add_argument("--prod", action="store_true", help="train and test with config.prod.yml")
+    parser.add_argument(
+        "--no-publish", action="store_true", help="stop after the tests (no store or Redis needed)"
+    )
     parser.set_defaults(run=run)
 
 
@@ -48,6 +55,26 @@ def run(args: argparse.Namespace) -> int:
         say("pipeline: no bot changed; nothing to do")
         return 0
     say(f"pipeline: {', '.join(langs)} (environment {settings.environment})")
-    done = run_pipeline(settings, langs, config_name=config_name(args.prod), publish=None, progress=say)
-    say(f"pipeline: passed {', '.join(c.lang for c in done)}; publishing is not wired in yet")
+    if not args.no_publish:
+        # Before minutes of training: a store or Redis that cannot be reached fails the job at once.
+        asyncio.run(_preflight(settings, langs))
+    publish = None if args.no_publish else publish_candidate
+    done = run_pipeline(settings, langs, config_name=config_name(args.prod), publish=publish, progress=say)
+    verb = "tested (not published)" if args.no_publish else "published"
+    say(f"pipeline: {verb} {', '.join(c.lang for c in done)} in {settings.environment}")
     return 0
+
+
+async def _preflight(settings: Settings, langs: Sequence[str]) -> None:
+    from gateway.delivery.release import release
+
+    async with release(settings) as target:
+        for lang in langs:
+            await target.list_models(lang)
+
+
+def publish_candidate(settings: Settings, candidate: Candidate) -> None:
+    """Publish a model that passed its tests (the pipeline's publish step)."""
+    from gateway.commands.publish import publish
+
+    asyncio.run(publish(settings, candidate.lang, candidate.model))

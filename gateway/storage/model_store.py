@@ -30,6 +30,16 @@ CHUNK_BYTES = 1 << 20
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]{0,200}\.tar\.gz$")
 _SHA_RE = re.compile(r"^[0-9a-f]{64}$")
 _LANG_RE = re.compile(r"^[a-z]{2,3}$")
+# Small files kept beside an archive (its test record, `<stem>.tests.json`); never listed as models.
+_COMPANION_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]{0,200}\.tests\.json$")
+MAX_COMPANION_BYTES = 1 << 20
+
+
+def validate_companion_name(name: str) -> str:
+    """`name` when it is a plain `*.tests.json` file name, else ModelStoreError."""
+    if not _COMPANION_RE.match(name) or ".." in name:
+        raise ModelStoreError(f"companion file name must be a plain *.tests.json name, got {name[:80]!r}")
+    return name
 
 
 def validate_model_name(name: object) -> str:
@@ -106,6 +116,12 @@ class ModelStore(Protocol):
 
     async def download(self, lang: str, name: str, dest: Path) -> str:
         """Write the archive to `dest` and return the sha256 of the bytes written."""
+
+    async def put_companion(self, lang: str, name: str, data: bytes) -> None:
+        """Store a small file beside the archives (a `*.tests.json` test record)."""
+
+    async def get_companion(self, lang: str, name: str) -> bytes | None:
+        """A companion file's bytes, or None when there is none."""
 
     async def close(self) -> None:
         """Release connections."""
@@ -207,6 +223,31 @@ class LocalModelStore:
         except OSError as exc:
             raise ModelStoreError(f"cannot copy {path} to {dest}: {exc.strerror or exc}") from exc
 
+    async def put_companion(self, lang: str, name: str, data: bytes) -> None:
+        """Write `<root>/<lang>/<name>` atomically."""
+        target = self.root / _validate_lang(lang) / validate_companion_name(name)
+        await asyncio.to_thread(self._put_companion_blocking, target, data)
+
+    def _put_companion_blocking(self, target: Path, data: bytes) -> None:
+        try:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".part", dir=target.parent)
+            with os.fdopen(fd, "wb") as out:
+                out.write(data)
+            os.replace(tmp, target)
+        except OSError as exc:
+            raise ModelStoreError(f"cannot write {target}: {exc.strerror or exc}") from exc
+
+    async def get_companion(self, lang: str, name: str) -> bytes | None:
+        """`<root>/<lang>/<name>`, or None."""
+        path = self.root / _validate_lang(lang) / validate_companion_name(name)
+        try:
+            return await asyncio.to_thread(path.read_bytes)
+        except FileNotFoundError:
+            return None
+        except OSError as exc:
+            raise ModelStoreError(f"cannot read {path}: {exc.strerror or exc}") from exc
+
     async def close(self) -> None:
         """Nothing to release."""
 
@@ -228,12 +269,12 @@ def _read_sidecar(path: Path) -> str | None:
 
 
 def model_store_for(settings: Settings) -> ModelStore:
-    """The configured store: the local folder (`models.path`) or S3 (`models.s3_*`)."""
+    """The configured store for this environment: the local folder (`models.path`) or S3 (`models.s3_*`)."""
     if settings.models.store == "s3":
         from gateway.storage.s3_model_store import S3ModelStore
 
         return S3ModelStore(settings)
-    return LocalModelStore(settings.models.path)
+    return LocalModelStore(settings.local_store_root)
 
 
 def remove_quietly(path: Path) -> None:

@@ -20,8 +20,10 @@ from gateway.errors import ModelNotFound, ModelStoreError
 from gateway.settings import Settings
 from gateway.storage.model_store import (
     CHUNK_BYTES,
+    MAX_COMPANION_BYTES,
     ModelInfo,
     sha256_file,
+    validate_companion_name,
     validate_model_name,
     validate_sha256,
 )
@@ -150,6 +152,37 @@ class S3ModelStore:
         except (ClientError, *_TRANSPORT_ERRORS) as exc:
             raise self._error(exc, lang, name, "upload") from exc
         return await self.info(lang, name)
+
+    async def put_companion(self, lang: str, name: str, data: bytes) -> None:
+        """Upload a small object beside the archives (list_models ignores it)."""
+        name = validate_companion_name(name)
+        s3 = await self._s3()
+        bucket = self.settings.bucket_for(lang)
+        try:
+            await self._ensure_bucket(s3, bucket)
+            await s3.put_object(Bucket=bucket, Key=name, Body=data)
+        except (ClientError, *_TRANSPORT_ERRORS) as exc:
+            raise self._error(exc, lang, name, "upload") from exc
+
+    async def get_companion(self, lang: str, name: str) -> bytes | None:
+        """The object's bytes, or None when it does not exist."""
+        name = validate_companion_name(name)
+        s3 = await self._s3()
+        try:
+            response = await s3.get_object(Bucket=self.settings.bucket_for(lang), Key=name)
+            body = response["Body"]
+            async with body:  # read through the wrapper (as download does), not the aiohttp response
+                data = b""
+                while len(data) <= MAX_COMPANION_BYTES and (chunk := await body.read(CHUNK_BYTES)):
+                    data += chunk
+        except (ClientError, *_TRANSPORT_ERRORS) as exc:
+            error = self._error(exc, lang, name, "download")
+            if isinstance(error, ModelNotFound):
+                return None
+            raise error from exc
+        if len(data) > MAX_COMPANION_BYTES:
+            raise ModelStoreError(f"{self._where(lang, name)} is larger than {MAX_COMPANION_BYTES} bytes")
+        return data
 
     async def _ensure_bucket(self, s3: Any, bucket: str) -> None:
         try:
