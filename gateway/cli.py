@@ -24,6 +24,11 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", help="bind address (default from server.host)")
     serve.add_argument("--port", type=int, help="port (default from server.port)")
     serve.add_argument("--no-train", action="store_true", help="do not train missing bots")
+    serve.add_argument(
+        "--workers", type=int, help="worker processes sharing the port (default from server.workers)"
+    )
+    # Internal: set by the supervisor on the workers it starts.
+    serve.add_argument("--worker-of", type=int, help=argparse.SUPPRESS)
 
     train = sub.add_parser("train", help="train a bot (or all) into models/<lang>/")
     train.add_argument("lang", help="language code, or 'all'")
@@ -90,28 +95,60 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _serve(args: argparse.Namespace) -> int:
-    from aiohttp import web
-
     from gateway import logs
-    from gateway.app import create_app
 
-    settings = settings_from_args(args, **{"server.host": args.host, "server.port": args.port})
+    overrides = {"server.host": args.host, "server.port": args.port, "server.workers": args.workers}
+    settings = settings_from_args(args, **overrides)
     logs.configure(settings.logging)
+    if args.worker_of is not None:
+        from gateway.workers import become_worker
+
+        become_worker(args.worker_of)
+        _run_server(settings, reuse_port=True)
+        return 0
     if settings.train_missing and not args.no_train:
         _train_langs(settings, "all")
+    if settings.server.workers == 1:
+        _run_server(settings, reuse_port=False)
+        return 0
+    return _supervise(args, settings)
+
+
+def _supervise(args: argparse.Namespace, settings: Settings) -> int:
+    from gateway.workers import reserved_port, supervise
+
+    server = settings.server
+    with reserved_port(server.host, server.port) as port:
+        globals_ = [
+            *(["--config", args.config] if args.config else []),
+            *(["--env", args.env] if args.env else []),
+        ]
+        command = [sys.executable, "-m", "gateway", *globals_, "serve", "--host", server.host,
+                   "--port", str(port), "--workers", str(server.workers), "--no-train",
+                   "--worker-of", str(os.getpid())]  # fmt: skip
+        print(f"gateway: serving on http://{server.host}:{port} with {server.workers} workers", flush=True)
+        return supervise(server.workers, command, server.shutdown_timeout_seconds)
+
+
+def _run_server(settings: Settings, *, reuse_port: bool) -> None:
+    from aiohttp import web
+
+    from gateway.app import create_app
+
     try:
         import uvloop
 
         asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
     except ImportError:  # uvloop is optional on platforms without it
         pass
-    print(f"gateway: serving on http://{settings.server.host}:{settings.server.port}", flush=True)
+    if not reuse_port:
+        print(f"gateway: serving on http://{settings.server.host}:{settings.server.port}", flush=True)
     web.run_app(
         create_app(settings),
         host=settings.server.host,
         port=settings.server.port,
+        reuse_port=reuse_port,
         shutdown_timeout=settings.server.shutdown_timeout_seconds,
         print=None,
         access_log=None,
     )
-    return 0

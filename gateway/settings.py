@@ -357,6 +357,12 @@ def _build(raw: Mapping[str, Any], base: Path) -> Settings:
     prefix = rd.str_("key_prefix", "gateway")
     if not _NAME_RE.match(prefix):
         raise rd.fail("key_prefix", prefix, "letters, digits, '-', '_' or '.'")
+    if server.workers > 1 and redis_url is None:
+        raise ConfigError(
+            f"invalid setting server.workers={server.workers}: more than one worker process needs redis.url "
+            "(GATEWAY_REDIS_URL), because workers share conversations only through Redis; "
+            "set redis.url or use server.workers=1"
+        )
     redis = RedisSettings(
         url=redis_url,
         key_prefix=prefix,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 
 from aiohttp import web
@@ -12,8 +13,8 @@ from gateway.routing.webhook import error_response, json_response
 
 
 async def healthz(request: web.Request) -> web.Response:
-    """GET /healthz: the process is alive (no I/O)."""
-    return json_response({"status": "ok"})
+    """GET /healthz: the process is alive (no I/O); `pid` tells which worker answered."""
+    return json_response({"status": "ok", "pid": os.getpid()})
 
 
 async def readyz(request: web.Request) -> web.Response:
@@ -21,7 +22,12 @@ async def readyz(request: web.Request) -> web.Response:
     pool = request.app[appkeys.POOL]
     bots = {lang: bot.describe() for lang, bot in pool.bots.items()}
     waiting = pool.not_ready()
-    body = {"status": "ready" if not waiting else "not ready", "waiting": waiting, "bots": bots}
+    body = {
+        "status": "ready" if not waiting else "not ready",
+        "waiting": waiting,
+        "bots": bots,
+        "pid": os.getpid(),
+    }
     return json_response(body, 200 if not waiting else 503)
 
 
