@@ -83,7 +83,9 @@ def create_app(settings: Settings, resolve_models: ModelResolver = newest_local_
 def _agent_pool(resolve_models: ModelResolver) -> Callable[[web.Application], AsyncIterator[None]]:
     async def agent_pool(app: web.Application) -> AsyncIterator[None]:
         settings = app[appkeys.SETTINGS]
-        pool = AgentPool(settings.bots, tracker_stores_for(settings))
+        pool = AgentPool(
+            settings.bots, tracker_stores_for(settings), running_turns=settings.server.running_turns
+        )
         app[appkeys.POOL] = pool
         # Load in the background: the server answers /healthz (and 503 on /readyz) meanwhile.
         task = asyncio.create_task(_load_initial(pool, resolve_models(settings)), name="initial-load")

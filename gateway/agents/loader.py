@@ -47,6 +47,9 @@ def load_agent_blocking(path: Path, tracker_store: TrackerStore) -> Agent:
     """
     from rasa.core.agent import Agent
 
+    from gateway.agents import speedups
+
+    speedups.install()
     if not path.is_file():
         raise ModelError(f"model archive {path} does not exist")
     try:

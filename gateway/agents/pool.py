@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import enum
 import logging
 import time
@@ -81,9 +82,13 @@ class AgentPool:
         bots: Mapping[str, BotSettings],
         tracker_stores: Mapping[str, TrackerStore],
         locks: ConversationLocks | None = None,
+        running_turns: int = 0,
     ) -> None:
         self.bots = {lang: Bot(cfg, tracker_stores[lang]) for lang, cfg in bots.items()}
         self.locks: ConversationLocks = locks or InMemoryLocks()
+        # Turns are CPU-bound on the event loop: admitting only a few at a time keeps each loop pass
+        # short, so /healthz and /metrics answer in milliseconds while the bots are saturated. 0 = no cap.
+        self._turn_slots = asyncio.Semaphore(running_turns) if running_turns > 0 else None
 
     def get(self, lang: str) -> Bot:
         """The bot for `lang`, or UnknownBot."""
@@ -150,7 +155,8 @@ class AgentPool:
     ) -> dialogue.BotMessages:
         """Run one turn for `sender_id`, after any earlier turn of the same conversation."""
         bot = self.get(lang)
-        async with self.locks.hold(f"{lang}:{sender_id}"):
+        # The slot is taken inside the conversation lock, so a turn holding a slot never waits for another.
+        async with self.locks.hold(f"{lang}:{sender_id}"), self._turn_slots or contextlib.nullcontext():
             # Take the model inside the lock: a swap between turns applies to the next turn.
             return await dialogue.run_turn(bot.require_model(), sender_id, text, metadata)
 
