@@ -55,7 +55,7 @@ class ServerSettings:
     max_text_chars: int = 1000
     workers: int = 1
     shutdown_timeout_seconds: float = 10.0
-    running_turns: int = 2
+    running_turns: int = 1
 
 
 @dataclass(frozen=True)
@@ -350,7 +350,7 @@ def _build(raw: Mapping[str, Any], base: Path) -> Settings:
         max_text_chars=s.int_("max_text_chars", 1000, 1, 100_000),
         workers=s.int_("workers", 1, 1, 64),
         shutdown_timeout_seconds=s.float_("shutdown_timeout_seconds", 10.0, 0.0, 600.0),
-        running_turns=s.int_("running_turns", 2, 0, 1024),
+        running_turns=s.int_("running_turns", 1, 0, 1024),
     )
     rd = top.section("redis")
     redis_url = rd.str_("url", optional=True)

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from gateway.agents import dialogue
 from gateway.agents.loader import LoadedModel, load_model
+from gateway.agents.slots import TurnSlots
 from gateway.errors import BotNotReady, GatewayError, UnknownBot
 from gateway.settings import BotSettings
 from gateway.storage.locks import ConversationLocks, InMemoryLocks
@@ -86,9 +87,9 @@ class AgentPool:
     ) -> None:
         self.bots = {lang: Bot(cfg, tracker_stores[lang]) for lang, cfg in bots.items()}
         self.locks: ConversationLocks = locks or InMemoryLocks()
-        # Turns are CPU-bound on the event loop: admitting only a few at a time keeps each loop pass
-        # short, so /healthz and /metrics answer in milliseconds while the bots are saturated. 0 = no cap.
-        self._turn_slots = asyncio.Semaphore(running_turns) if running_turns > 0 else None
+        # Turns are CPU on the event loop: starting only a few per loop pass keeps every pass short, so
+        # /healthz and /metrics answer quickly while the bots are saturated. 0 = no cap.
+        self.turn_slots = TurnSlots(running_turns) if running_turns > 0 else None
 
     def get(self, lang: str) -> Bot:
         """The bot for `lang`, or UnknownBot."""
@@ -156,7 +157,7 @@ class AgentPool:
         """Run one turn for `sender_id`, after any earlier turn of the same conversation."""
         bot = self.get(lang)
         # The slot is taken inside the conversation lock, so a turn holding a slot never waits for another.
-        async with self.locks.hold(f"{lang}:{sender_id}"), self._turn_slots or contextlib.nullcontext():
+        async with self.locks.hold(f"{lang}:{sender_id}"), self.turn_slots or contextlib.nullcontext():
             # Take the model inside the lock: a swap between turns applies to the next turn.
             return await dialogue.run_turn(bot.require_model(), sender_id, text, metadata)
 
