@@ -44,6 +44,13 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--langs", default="en,pl,de")
     parser.add_argument("--ready-timeout", type=float, default=600.0, help="seconds to wait for start-up")
     parser.add_argument(
+        "--gateway-env",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="extra GATEWAY_* setting for the gateway runs, e.g. GATEWAY_SERVER_RUNNING_TURNS=2 (repeatable)",
+    )
+    parser.add_argument(
         "--quick", action="store_true", help="smoke run: 3 s per level, levels 1,8, no warmup"
     )
     parser.add_argument("--out", type=Path, default=OUT)
@@ -236,6 +243,10 @@ def main() -> int:
             "numbers will be noisy",
             file=sys.stderr,
         )
+    extra_env = dict(item.split("=", 1) for item in args.gateway_env)
+    if any(not key.startswith("GATEWAY_") for key in extra_env):
+        raise SystemExit("bench: --gateway-env takes GATEWAY_*=VALUE settings")
+    result["config"]["gateway_env"] = extra_env
     models = models_for(langs, args.prod)
     result["models"] = {lang: path.name for lang, path in models.items()}
     if "raw" in wanted:
@@ -253,7 +264,7 @@ def main() -> int:
             for count in workers:
 
                 def start(count: int = count) -> System:
-                    return start_gateway(models, redis.url, count, args.ready_timeout)
+                    return start_gateway(models, redis.url, count, args.ready_timeout, extra_env)
 
                 result["systems"][f"gateway w{count}"] = run_system(
                     f"gateway w{count}", start, redis, args, levels, langs

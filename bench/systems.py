@@ -49,7 +49,13 @@ def model_folder(models: Mapping[str, Path]) -> Path:
     return folder
 
 
-def start_gateway(models: Mapping[str, Path], redis_url: str, workers: int, timeout: float) -> System:
+def start_gateway(
+    models: Mapping[str, Path],
+    redis_url: str,
+    workers: int,
+    timeout: float,
+    extra_env: Mapping[str, str] | None = None,
+) -> System:
     """`python -m gateway serve` with Redis trackers; ready when every worker answers /readyz with 200."""
     port = free_port()
     env = {
@@ -58,6 +64,7 @@ def start_gateway(models: Mapping[str, Path], redis_url: str, workers: int, time
         "GATEWAY_REDIS_URL": redis_url,
         "GATEWAY_SERVER_WORKERS": str(workers),
         "PYTHONUNBUFFERED": "1",
+        **(extra_env or {}),
     }
     argv = [
         sys.executable,
