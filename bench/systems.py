@@ -83,10 +83,14 @@ def start_gateway(
 
     def ready() -> bool:
         # Each poll is a new connection, so with SO_REUSEPORT it lands on any worker; wait for all of them.
-        status, body = get_json(url + "/readyz")
-        if status == 200:
-            ready_pids.add(body.get("pid", 0) if isinstance(body, dict) else 0)
-        return len(ready_pids) >= workers or (status == 200 and 0 in ready_pids)
+        # Only the measured languages must be ready (the others have no model in the folder: 503 forever).
+        _, body = get_json(url + "/readyz")
+        if not isinstance(body, dict):
+            return False
+        bots = body.get("bots") or {}
+        if all((bots.get(lang) or {}).get("state") == "ready" for lang in models):
+            ready_pids.add(body.get("pid", 0))
+        return len(ready_pids) >= workers or 0 in ready_pids
 
     try:
         seconds = wait_until([service], ready, timeout)
