@@ -10,6 +10,7 @@ from pathlib import Path
 from aiohttp import web
 
 from gateway import appkeys
+from gateway.agents.inference import InferenceThread
 from gateway.agents.pool import AgentPool
 from gateway.errors import BadRequest, TrainingError
 from gateway.routing import health, webhook
@@ -83,8 +84,14 @@ def create_app(settings: Settings, resolve_models: ModelResolver = newest_local_
 def _agent_pool(resolve_models: ModelResolver) -> Callable[[web.Application], AsyncIterator[None]]:
     async def agent_pool(app: web.Application) -> AsyncIterator[None]:
         settings = app[appkeys.SETTINGS]
+        inference = InferenceThread() if settings.server.inference == "thread" else None
+        if inference is not None:
+            inference.start()
         pool = AgentPool(
-            settings.bots, tracker_stores_for(settings), running_turns=settings.server.running_turns
+            settings.bots,
+            tracker_stores_for(settings),
+            running_turns=settings.server.running_turns,
+            inference=inference,
         )
         app[appkeys.POOL] = pool
         # Load in the background: the server answers /healthz (and 503 on /readyz) meanwhile.
@@ -93,6 +100,8 @@ def _agent_pool(resolve_models: ModelResolver) -> Callable[[web.Application], As
         yield
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
+        if inference is not None:
+            await inference.stop()
 
     return agent_pool
 

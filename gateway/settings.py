@@ -56,6 +56,7 @@ class ServerSettings:
     workers: int = 1
     shutdown_timeout_seconds: float = 10.0
     running_turns: int = 1
+    inference: str = "loop"
 
 
 @dataclass(frozen=True)
@@ -351,6 +352,7 @@ def _build(raw: Mapping[str, Any], base: Path) -> Settings:
         workers=s.int_("workers", 1, 1, 64),
         shutdown_timeout_seconds=s.float_("shutdown_timeout_seconds", 10.0, 0.0, 600.0),
         running_turns=s.int_("running_turns", 1, 0, 1024),
+        inference=s.choice("inference", "loop", ("loop", "thread")),
     )
     rd = top.section("redis")
     redis_url = rd.str_("url", optional=True)

@@ -46,6 +46,10 @@ def test_running_turns_setting_is_validated() -> None:
     assert load_settings(env={"GATEWAY_SERVER_RUNNING_TURNS": "0"}).server.running_turns == 0
     with pytest.raises(ConfigError, match=r"server\.running_turns=-1"):
         load_settings(env={"GATEWAY_SERVER_RUNNING_TURNS": "-1"})
+    assert load_settings(env={}).server.inference == "loop"
+    assert load_settings(env={"GATEWAY_SERVER_INFERENCE": "thread"}).server.inference == "thread"
+    with pytest.raises(ConfigError, match=r"server\.inference='gpu'.*loop, thread"):
+        load_settings(env={"GATEWAY_SERVER_INFERENCE": "gpu"})
 
 
 def test_remembering_event_lookup_answers_like_rasas_own() -> None:

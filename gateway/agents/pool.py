@@ -7,11 +7,12 @@ import contextlib
 import enum
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Coroutine, Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from gateway.agents import dialogue
+from gateway.agents.inference import InferenceThread, OwnerLoopTrackerStore
 from gateway.agents.loader import LoadedModel, load_model
 from gateway.agents.slots import TurnSlots
 from gateway.errors import BotNotReady, GatewayError, UnknownBot
@@ -22,6 +23,8 @@ if TYPE_CHECKING:
     from rasa.core.tracker_store import TrackerStore
 
 logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 
 class BotState(str, enum.Enum):
@@ -84,11 +87,14 @@ class AgentPool:
         tracker_stores: Mapping[str, TrackerStore],
         locks: ConversationLocks | None = None,
         running_turns: int = 0,
+        inference: InferenceThread | None = None,
     ) -> None:
         self.bots = {lang: Bot(cfg, tracker_stores[lang]) for lang, cfg in bots.items()}
         self.locks: ConversationLocks = locks or InMemoryLocks()
-        # Turns are CPU on the event loop: starting only a few per loop pass keeps every pass short, so
-        # /healthz and /metrics answer quickly while the bots are saturated. 0 = no cap.
+        # With an inference thread, turns leave the server's loop altogether.
+        self.inference = inference
+        # Turns are CPU that never yields: starting only a few per loop pass keeps every pass short (on the
+        # server's loop: /healthz and /metrics stay fast) and finishes turns in arrival order. 0 = no cap.
         self.turn_slots = TurnSlots(running_turns) if running_turns > 0 else None
 
     def get(self, lang: str) -> Bot:
@@ -117,7 +123,10 @@ class AgentPool:
             bot._set_state(BotState.LOADING)
         try:
             model = await load_model(path, bot.tracker_store, sha256)
-            await dialogue.probe(model, bot.settings.probe)
+            if self.inference is not None and model.agent.processor is not None:
+                owner = asyncio.get_running_loop()
+                model.agent.processor.tracker_store = OwnerLoopTrackerStore(bot.tracker_store, owner)
+            await self._run(dialogue.probe(model, bot.settings.probe))
         except (GatewayError, OSError) as exc:
             bot.last_error = str(exc)
             if bot.model is None:
@@ -156,15 +165,28 @@ class AgentPool:
     ) -> dialogue.BotMessages:
         """Run one turn for `sender_id`, after any earlier turn of the same conversation."""
         bot = self.get(lang)
-        # The slot is taken inside the conversation lock, so a turn holding a slot never waits for another.
-        async with self.locks.hold(f"{lang}:{sender_id}"), self.turn_slots or contextlib.nullcontext():
+        async with self.locks.hold(f"{lang}:{sender_id}"):
             # Take the model inside the lock: a swap between turns applies to the next turn.
-            return await dialogue.run_turn(bot.require_model(), sender_id, text, metadata)
+            model = bot.require_model()
+            # The slot is taken inside the conversation lock, so a slot holder never waits for another.
+            return await self._run(self._slotted(model, sender_id, text, metadata))
 
     async def ping(self, lang: str, text: str | None = None) -> dialogue.BotMessages:
         """Probe `lang` on a throwaway tracker."""
         bot = self.get(lang)
-        return await dialogue.probe(bot.require_model(), text or bot.settings.probe)
+        return await self._run(dialogue.probe(bot.require_model(), text or bot.settings.probe))
+
+    async def _slotted(
+        self, model: LoadedModel, sender_id: str, text: str, metadata: dict[str, Any] | None
+    ) -> dialogue.BotMessages:
+        async with self.turn_slots or contextlib.nullcontext():
+            return await dialogue.run_turn(model, sender_id, text, metadata)
+
+    async def _run(self, turn: Coroutine[Any, Any, T]) -> T:
+        """Await a turn where turns run: the inference thread when there is one, else right here."""
+        if self.inference is None:
+            return await turn
+        return await self.inference.run(turn)
 
 
 def _import_rasa() -> None:
