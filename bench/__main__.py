@@ -44,6 +44,11 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--langs", default="en,pl,de")
     parser.add_argument("--ready-timeout", type=float, default=600.0, help="seconds to wait for start-up")
     parser.add_argument(
+        "--inference",
+        help="where the gateway runs turns, one run each: loop, thread or loop,thread "
+        "(default loop; with --prod loop,thread: a DIET/TED turn is longer than the health budget)",
+    )
+    parser.add_argument(
         "--gateway-env",
         action="append",
         default=[],
@@ -176,7 +181,7 @@ def measure(
         point["rss_bytes"] = {name: rss_bytes(pids) for name, pids in _pids(system, system.groups).items()}
         points.append(point)
         print(
-            f"bench: {system.name:<11} c={level:<3} {point['throughput']:8.1f} req/s"
+            f"bench: {system.name:<17} c={level:<3} {point['throughput']:8.1f} req/s"
             f"  p99 {point['p99_ms']} ms"
             f"  errors {point['errors']}  wrong {point['wrong']}",
             flush=True,
@@ -223,6 +228,9 @@ def main() -> int:
     langs = [lang for lang in args.langs.split(",") if lang]
     wanted = set(args.systems.split(","))
     workers = [int(w) for w in args.workers.split(",")]
+    inference = (args.inference or ("loop,thread" if args.prod else "loop")).split(",")
+    if not set(inference) <= {"loop", "thread"}:
+        raise SystemExit("bench: --inference takes loop, thread or loop,thread")
     started = time.time()
     result: dict[str, Any] = {
         "machine": machine(),
@@ -233,6 +241,7 @@ def main() -> int:
             "warmup": args.warmup,
             "langs": langs,
             "workers": workers,
+            "inference": inference,
             "command": " ".join(sys.argv),
         },
         "systems": {},
@@ -254,21 +263,21 @@ def main() -> int:
         result["systems"]["raw"] = run_raw(models, args, levels)
         for point in result["systems"]["raw"]["levels"]:
             print(
-                f"bench: raw         c={point['concurrency']:<3} {point['throughput']:8.1f} req/s  "
+                f"bench: {'raw':<17} c={point['concurrency']:<3} {point['throughput']:8.1f} req/s  "
                 f"p99 {point['p99_ms']} ms",
                 flush=True,
             )
     redis = Redis()
     try:
         if "gateway" in wanted:
-            for count in workers:
+            for mode, count in [(mode, count) for mode in inference for count in workers]:
+                name = f"gateway w{count}" + ("" if mode == "loop" else f" {mode}")
+                env = {**extra_env, "GATEWAY_SERVER_INFERENCE": mode}
 
-                def start(count: int = count) -> System:
-                    return start_gateway(models, redis.url, count, args.ready_timeout, extra_env)
+                def start(count: int = count, env: dict[str, str] = env) -> System:
+                    return start_gateway(models, redis.url, count, args.ready_timeout, env)
 
-                result["systems"][f"gateway w{count}"] = run_system(
-                    f"gateway w{count}", start, redis, args, levels, langs
-                )
+                result["systems"][name] = run_system(name, start, redis, args, levels, langs)
         if "usual" in wanted:
 
             def start_rasa() -> System:
