@@ -16,6 +16,7 @@ import pytest
 
 from gateway.errors import ConfigError
 from gateway.settings import ROOT, load_settings
+from gateway.workers import MIN_UPTIME_SECONDS
 from tests.support import GatewayProcess, RedisServer, builder_request, free_port, responses
 
 
@@ -51,6 +52,16 @@ def _wait_gone(pids: set[int], timeout: float) -> set[int]:
     return {pid for pid in pids if _alive(pid)}
 
 
+def _wait_children(pid: int, count: int, without: set[int], timeout: float) -> set[int]:
+    """The children of `pid` once there are `count` of them and none is in `without` (or at timeout)."""
+    deadline = time.monotonic() + timeout
+    children = _children(pid)
+    while (len(children) != count or children & without) and time.monotonic() < deadline:
+        time.sleep(0.1)
+        children = _children(pid)
+    return children
+
+
 async def _pids(url: str, want: set[int], timeout: float) -> set[int]:
     """Worker PIDs that answered 200 on `url`, each request on a new connection (the kernel picks the
     worker), until every PID in `want` has answered or `timeout` passes."""
@@ -76,6 +87,7 @@ async def test_two_workers_share_the_port_and_stop_together(
         "GATEWAY_REDIS_URL": redis_server.url,
         "GATEWAY_SERVER_WORKERS": "2",
     }
+    launched = time.monotonic()
     with GatewayProcess.start(free_port(), env) as gw:
         workers = _children(gw.proc.pid)
         assert len(workers) == 2
@@ -93,9 +105,18 @@ async def test_two_workers_share_the_port_and_stop_together(
                     answer = await resp.json()
                 assert answer["prompt"]["firstSimple"]["speech"] in responses("de", "utter_greet")
 
+        # A worker that dies after running a while is replaced; the port keeps answering meanwhile.
+        await asyncio.sleep(max(0.0, MIN_UPTIME_SECONDS + 1 - (time.monotonic() - launched)))
+        victim = min(workers)
+        os.kill(victim, signal.SIGKILL)
+        assert _wait_gone({victim}, timeout=10) == set()
+        replaced = _wait_children(gw.proc.pid, count=2, without={victim}, timeout=30)
+        assert len(replaced) == 2 and victim not in replaced
+        assert await _pids(gw.url + "/readyz", replaced, timeout=120) == replaced
+
         gw.proc.send_signal(signal.SIGTERM)
         assert gw.proc.wait(timeout=30) == 0
-        assert _wait_gone(workers, timeout=10) == set()
+        assert _wait_gone(replaced, timeout=10) == set()
 
 
 def test_workers_without_redis_are_refused_by_the_settings() -> None:
