@@ -15,7 +15,6 @@ from gateway import appkeys
 from gateway.agents.inference import InferenceThread, OwnerLoopTrackerStore
 from gateway.app import create_app
 from gateway.settings import Settings
-from gateway.storage.trackers import in_memory_store
 from tests.support import builder_request, responses
 
 
@@ -62,10 +61,13 @@ async def test_a_conversation_keeps_its_slots_when_turns_run_on_the_inference_th
 
 
 async def test_inference_thread_runs_coroutines_there_and_store_calls_on_the_owner_loop() -> None:
+    from rasa.core.tracker_store import InMemoryTrackerStore
+    from rasa.shared.core.domain import Domain
+
     inference = InferenceThread("inference-test")
     inference.start()
     owner = asyncio.get_running_loop()
-    store = OwnerLoopTrackerStore(in_memory_store(), owner)
+    store = OwnerLoopTrackerStore(InMemoryTrackerStore(Domain.empty()), owner)
     seen: dict[str, str] = {}
 
     async def on_inference_thread() -> Any:
