@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import subprocess
 import sys
 import warnings
 from collections.abc import Sequence
@@ -106,12 +107,23 @@ def _serve(args: argparse.Namespace) -> int:
         become_worker(args.worker_of)
         _run_server(settings, reuse_port=True)
         return 0
-    if settings.train_missing and not args.no_train:
-        _train_langs(settings, "all")
     if settings.server.workers == 1:
+        if settings.train_missing and not args.no_train:
+            _train_langs(settings, "all")
         _run_server(settings, reuse_port=False)
         return 0
+    if settings.train_missing and not args.no_train:
+        # In a child: training imports Rasa and TensorFlow, which the supervisor would keep for nothing.
+        done = subprocess.run(
+            [sys.executable, "-m", "gateway", *_global_args(args), "train", "all"], check=False
+        )
+        if done.returncode != 0:
+            raise GatewayError(f"training the missing bots failed (exit code {done.returncode})")
     return _supervise(args, settings)
+
+
+def _global_args(args: argparse.Namespace) -> list[str]:
+    return [*(["--config", args.config] if args.config else []), *(["--env", args.env] if args.env else [])]
 
 
 def _supervise(args: argparse.Namespace, settings: Settings) -> int:
@@ -119,11 +131,7 @@ def _supervise(args: argparse.Namespace, settings: Settings) -> int:
 
     server = settings.server
     with reserved_port(server.host, server.port) as port:
-        globals_ = [
-            *(["--config", args.config] if args.config else []),
-            *(["--env", args.env] if args.env else []),
-        ]
-        command = [sys.executable, "-m", "gateway", *globals_, "serve", "--host", server.host,
+        command = [sys.executable, "-m", "gateway", *_global_args(args), "serve", "--host", server.host,
                    "--port", str(port), "--workers", str(server.workers), "--no-train",
                    "--worker-of", str(os.getpid())]  # fmt: skip
         print(f"gateway: serving on http://{server.host}:{port} with {server.workers} workers", flush=True)
