@@ -1,4 +1,4 @@
-"""Turn slots: how many bot turns may run on the event loop at once, handed out first come, first served.
+"""Turn slots: how many bot turns may start per pass of the loop that runs them, first come, first served.
 
 A Rasa turn is several milliseconds of CPU on the event loop and, with an in-memory tracker store, it
 never yields. Without a cap every turn whose request arrived during one loop pass runs in the next pass,
