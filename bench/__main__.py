@@ -1,8 +1,8 @@
 """`make bench` / `python -m bench`: the raw-agent limit, this gateway and the usual deployment, one run.
 
 All three answer the same six-turn conversations in en/pl/de from the same model archives; the load comes
-from a separate process (bench.loadgen). Writes bench/out/bench-<stamp>.json and .png (and latest.*), and
-prints the table and the ratios against the targets.
+from a separate process (bench.loadgen). Writes bench/out/bench-<light|prod>-<stamp>.json and .png (and
+latest-<kind>.*), and prints the table and the ratios against the targets (docs/performance.md).
 """
 
 from __future__ import annotations
@@ -201,7 +201,12 @@ def run_system(
     """Start a system on an empty Redis, measure it, note whether its trackers went to Redis, stop it."""
     redis.command("FLUSHALL")
     print(f"bench: starting {name} ...", flush=True)
-    system: System = start()
+    try:
+        system: System = start()
+    except (RuntimeError, TimeoutError, OSError) as exc:
+        # One system that cannot start must not cost the others' results: report it and go on.
+        print(f"bench: {name} did not start: {exc}", file=sys.stderr, flush=True)
+        return {"ready_seconds": None, "levels": [], "notes": [f"did not start: {str(exc)[:500]}"]}
     try:
         print(f"bench: {name} ready in {system.ready_seconds:.1f}s", flush=True)
         points = measure(system, redis, args, levels, langs)

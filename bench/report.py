@@ -107,7 +107,7 @@ def checks(result: dict[str, Any]) -> list[Check]:
         out.append(
             _check(
                 f"{name} seconds from start to 3 bots ready",
-                system["ready_seconds"],
+                system.get("ready_seconds"),
                 f"<= {READY_TARGET_S:.0f} s",
                 lambda v: v <= READY_TARGET_S,
             )
