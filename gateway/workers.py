@@ -87,7 +87,7 @@ def supervise(count: int, command: Sequence[str], shutdown_timeout: float) -> in
                         "worker %d (pid %d) exited with %s after %.1fs; stopping the others",
                         worker.index, worker.proc.pid, status, uptime,
                     )  # fmt: skip
-                    code = status or 1
+                    code = status if status > 0 else 1  # killed by a signal: plain failure
                     stop_all(signal.SIGTERM)
                     break
                 logger.error("worker %d (pid %d) exited with %s; starting a new one", worker.index,
