@@ -127,10 +127,15 @@ def _global_args(args: argparse.Namespace) -> list[str]:
 
 
 def _supervise(args: argparse.Namespace, settings: Settings) -> int:
-    from gateway.workers import reserved_port, supervise
+    from gateway.workers import reserve_port, supervise
 
     server = settings.server
-    with reserved_port(server.host, server.port) as port:
+    try:
+        holder = reserve_port(server.host, server.port)
+    except OSError as exc:
+        raise GatewayError(f"cannot listen on {server.host}:{server.port}: {exc.strerror}") from exc
+    with holder:
+        port = int(holder.getsockname()[1])
         command = [sys.executable, "-m", "gateway", *_global_args(args), "serve", "--host", server.host,
                    "--port", str(port), "--workers", str(server.workers), "--no-train",
                    "--worker-of", str(os.getpid())]  # fmt: skip

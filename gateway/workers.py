@@ -7,7 +7,6 @@ between workers freely because trackers live in Redis (settings refuse workers >
 
 from __future__ import annotations
 
-import contextlib
 import ctypes
 import logging
 import os
@@ -16,7 +15,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from types import FrameType
 
@@ -35,16 +34,22 @@ class _Worker:
     started: float
 
 
-@contextlib.contextmanager
-def reserved_port(host: str, port: int) -> Iterator[int]:
-    """Hold `port` (a free one when 0) with SO_REUSEPORT so every worker can bind the same number."""
+def reserve_port(host: str, port: int) -> socket.socket:
+    """A socket holding `port` (a free one when 0) with SO_REUSEPORT, so every worker can bind it too.
+
+    Bound but never listening: it receives no connections, it only keeps the number ours. Close it
+    when the workers are gone.
+    """
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    with socket.socket(family, socket.SOCK_STREAM) as sock:
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
         sock.bind((host, port))
-        # Bound but never listening: it receives no connections, it only keeps the number ours.
-        yield int(sock.getsockname()[1])
+    except OSError:
+        sock.close()
+        raise
+    return sock
 
 
 def supervise(count: int, command: Sequence[str], shutdown_timeout: float) -> int:

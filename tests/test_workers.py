@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -152,3 +153,24 @@ def test_serve_with_workers_and_no_redis_exits_with_a_clear_message() -> None:
     assert "server.workers=2" in result.stderr
     assert "redis.url" in result.stderr
     assert "GATEWAY_REDIS_URL" in result.stderr
+
+
+def test_workers_on_a_port_someone_else_holds_exit_with_a_clear_message() -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        env = {k: v for k, v in os.environ.items() if not k.startswith("GATEWAY_")}
+        env["GATEWAY_REDIS_URL"] = "redis://127.0.0.1:1/0"  # never contacted: binding fails first
+        result = subprocess.run(
+            [sys.executable, "-m", "gateway", "serve", "--workers", "2", "--no-train",
+             "--host", "127.0.0.1", "--port", str(port)],
+            cwd=ROOT,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )  # fmt: skip
+    assert result.returncode == 1
+    assert f"cannot listen on 127.0.0.1:{port}" in result.stderr
+    assert "Traceback" not in result.stderr
