@@ -207,6 +207,7 @@ def run_system(
         # One system that cannot start must not cost the others' results: report it and go on.
         print(f"bench: {name} did not start: {exc}", file=sys.stderr, flush=True)
         return {"ready_seconds": None, "levels": [], "notes": [f"did not start: {str(exc)[:500]}"]}
+    system.name = name
     try:
         print(f"bench: {name} ready in {system.ready_seconds:.1f}s", flush=True)
         points = measure(system, redis, args, levels, langs)
