@@ -55,9 +55,7 @@ def _parser() -> argparse.ArgumentParser:
         metavar="KEY=VALUE",
         help="extra GATEWAY_* setting for the gateway runs, e.g. GATEWAY_SERVER_RUNNING_TURNS=2 (repeatable)",
     )
-    parser.add_argument(
-        "--quick", action="store_true", help="smoke run: 3 s per level, levels 1,8, no warmup"
-    )
+    parser.add_argument("--quick", action="store_true", help="smoke run: levels 1,8, 1 s warm-up + 3 s each")
     parser.add_argument("--out", type=Path, default=OUT)
     return parser
 
@@ -229,7 +227,7 @@ def main() -> int:
     """Entry point of `python -m bench`."""
     args = _parser().parse_args()
     if args.quick:
-        args.duration, args.warmup, args.concurrency = 3.0, 0.0, "1,8"
+        args.duration, args.warmup, args.concurrency = 3.0, 1.0, "1,8"
     levels = sorted({int(level) for level in args.concurrency.split(",")})
     langs = [lang for lang in args.langs.split(",") if lang]
     wanted = set(args.systems.split(","))
