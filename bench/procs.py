@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 import socket
 import subprocess
 import tempfile
@@ -74,12 +75,22 @@ def cpu_seconds(pids: Sequence[int]) -> float:
 
 
 class Service:
-    """One child process with its output in a log file; `stop()` is idempotent and always reaps it."""
+    """One child process with its output in a log file; `stop()` is idempotent and always reaps it.
+
+    `owns` is a temporary folder of this process (its config, its model links) removed on stop; the log
+    is removed too, unless the process ended by itself (then it is kept and its path reported).
+    """
 
     def __init__(
-        self, name: str, argv: Sequence[str], env: Mapping[str, str] | None = None, cwd: Path | None = None
+        self,
+        name: str,
+        argv: Sequence[str],
+        env: Mapping[str, str] | None = None,
+        cwd: Path | None = None,
+        owns: Path | None = None,
     ) -> None:
         self.name = name
+        self.owns = owns
         self.log = Path(tempfile.mkstemp(prefix=f"bench-{name}-", suffix=".log")[1])
         self.started = time.perf_counter()
         with self.log.open("wb") as out:
@@ -92,13 +103,16 @@ class Service:
 
     def check_alive(self) -> None:
         if self.proc.poll() is not None:
-            raise RuntimeError(f"{self.name} exited with {self.proc.returncode}; log:\n{self.tail()}")
+            raise RuntimeError(
+                f"{self.name} exited with {self.proc.returncode}; log {self.log}:\n{self.tail()}"
+            )
 
     def tail(self, lines: int = 40) -> str:
         return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
 
     def stop(self, timeout: float = 20.0) -> None:
-        if self.proc.poll() is None:
+        ended_by_itself = self.proc.poll() is not None
+        if not ended_by_itself:
             self.proc.terminate()
             try:
                 self.proc.wait(timeout=timeout)
@@ -106,6 +120,10 @@ class Service:
                 for pid in reversed(tree(self.proc.pid)):
                     _kill(pid)
                 self.proc.wait()
+        if self.owns is not None:
+            shutil.rmtree(self.owns, ignore_errors=True)
+        if not ended_by_itself:
+            self.log.unlink(missing_ok=True)
 
 
 def _kill(pid: int) -> None:
@@ -181,3 +199,4 @@ class Redis:
 
     def stop(self) -> None:
         self.service.stop()
+        shutil.rmtree(self.dir, ignore_errors=True)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import json
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -57,10 +58,11 @@ def main() -> int:
     models = models_for(["en", "pl", "de"], args.prod)
     kind = "prod" if args.prod else "light"
     OUT.mkdir(parents=True, exist_ok=True)
-    session = Path(tempfile.mkdtemp(prefix="bench-profile-")) / "gateway.pyisession"
+    work = Path(tempfile.mkdtemp(prefix="bench-profile-"))
+    session = work / "gateway.pyisession"
     redis = Redis()
     port = free_port()
-    env = {"GATEWAY_BOTS_MODELS_DIR": str(model_folder(models)), "GATEWAY_REDIS_URL": redis.url}
+    env = {"GATEWAY_BOTS_MODELS_DIR": str(model_folder(models, work)), "GATEWAY_REDIS_URL": redis.url}
     argv = [
         sys.executable,
         "-m",
@@ -110,6 +112,8 @@ def main() -> int:
     render = [sys.executable, "-m", "pyinstrument", "--load", str(session)]
     subprocess.run([*render, "-r", "html", "-o", str(html)], check=True)
     subprocess.run([*render, "-r", "text", "-p", "show_all=true", "-o", str(txt)], check=True)
+    shutil.rmtree(work, ignore_errors=True)
+    gateway.log.unlink(missing_ok=True)
     rate, p99 = load["throughput"], load["p99_ms"]
     print(f"{load['requests']} requests at c={args.concurrency}: {rate} req/s, p99 {p99} ms (profiled)")
     total = dict(summarise(txt.read_text()))

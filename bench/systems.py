@@ -40,9 +40,9 @@ class System:
             service.stop()
 
 
-def model_folder(models: Mapping[str, Path]) -> Path:
+def model_folder(models: Mapping[str, Path], parent: Path | None = None) -> Path:
     """A models_dir with only the chosen archive per language (symlinks): the gateway loads exactly those."""
-    folder = Path(tempfile.mkdtemp(prefix="bench-models-"))
+    folder = Path(tempfile.mkdtemp(prefix="bench-models-", dir=parent))
     for lang, path in models.items():
         (folder / lang).mkdir()
         (folder / lang / path.name).symlink_to(path.resolve())
@@ -58,8 +58,9 @@ def start_gateway(
 ) -> System:
     """`python -m gateway serve` with Redis trackers; ready when every worker answers /readyz with 200."""
     port = free_port()
+    models_dir = model_folder(models)
     env = {
-        "GATEWAY_BOTS_MODELS_DIR": str(model_folder(models)),
+        "GATEWAY_BOTS_MODELS_DIR": str(models_dir),
         "GATEWAY_BOTS_TRAIN_MISSING": "false",
         "GATEWAY_REDIS_URL": redis_url,
         "GATEWAY_SERVER_WORKERS": str(workers),
@@ -77,7 +78,7 @@ def start_gateway(
         str(port),
         "--no-train",
     ]
-    service = Service(f"gateway-w{workers}", argv, env, cwd=ROOT)
+    service = Service(f"gateway-w{workers}", argv, env, cwd=ROOT, owns=models_dir)
     url = f"http://127.0.0.1:{port}"
     ready_pids: set[int] = set()
 
@@ -148,7 +149,7 @@ def start_usual(models: Mapping[str, Path], redis_port: int, timeout: float) -> 
                 "--credentials",
                 str(credentials),
             ]
-            services.append(Service(f"rasa-{lang}", argv, env, cwd=folder))
+            services.append(Service(f"rasa-{lang}", argv, env, cwd=folder, owns=folder))
             routes += ["--route", f"{lang}=http://127.0.0.1:{port}"]
         rasa = list(services)
         proxy_port = free_port()
