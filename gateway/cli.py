@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import subprocess
 import sys
 import warnings
 from collections.abc import Sequence
@@ -107,40 +106,18 @@ def _serve(args: argparse.Namespace) -> int:
         become_worker(args.worker_of)
         _run_server(settings, reuse_port=True)
         return 0
-    if settings.server.workers == 1:
-        if settings.train_missing and not args.no_train:
-            _train_langs(settings, "all")
-        _run_server(settings, reuse_port=False)
-        return 0
+    if settings.server.workers > 1:
+        from gateway.workers import run_supervisor
+
+        globals_ = [
+            *(["--config", args.config] if args.config else []),
+            *(["--env", args.env] if args.env else []),
+        ]
+        return run_supervisor(settings, globals_, train=settings.train_missing and not args.no_train)
     if settings.train_missing and not args.no_train:
-        # In a child: training imports Rasa and TensorFlow, which the supervisor would keep for nothing.
-        done = subprocess.run(
-            [sys.executable, "-m", "gateway", *_global_args(args), "train", "all"], check=False
-        )
-        if done.returncode != 0:
-            raise GatewayError(f"training the missing bots failed (exit code {done.returncode})")
-    return _supervise(args, settings)
-
-
-def _global_args(args: argparse.Namespace) -> list[str]:
-    return [*(["--config", args.config] if args.config else []), *(["--env", args.env] if args.env else [])]
-
-
-def _supervise(args: argparse.Namespace, settings: Settings) -> int:
-    from gateway.workers import reserve_port, supervise
-
-    server = settings.server
-    try:
-        holder = reserve_port(server.host, server.port)
-    except OSError as exc:
-        raise GatewayError(f"cannot listen on {server.host}:{server.port}: {exc.strerror}") from exc
-    with holder:
-        port = int(holder.getsockname()[1])
-        command = [sys.executable, "-m", "gateway", *_global_args(args), "serve", "--host", server.host,
-                   "--port", str(port), "--workers", str(server.workers), "--no-train",
-                   "--worker-of", str(os.getpid())]  # fmt: skip
-        print(f"gateway: serving on http://{server.host}:{port} with {server.workers} workers", flush=True)
-        return supervise(server.workers, command, server.shutdown_timeout_seconds)
+        _train_langs(settings, "all")
+    _run_server(settings, reuse_port=False)
+    return 0
 
 
 def _run_server(settings: Settings, *, reuse_port: bool) -> None:

@@ -19,6 +19,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from types import FrameType
 
+from gateway.errors import GatewayError
+from gateway.settings import Settings
+
 logger = logging.getLogger(__name__)
 
 # A worker that dies sooner than this after it started is crash-looping: stop everything instead.
@@ -50,6 +53,30 @@ def reserve_port(host: str, port: int) -> socket.socket:
         sock.close()
         raise
     return sock
+
+
+def run_supervisor(settings: Settings, global_args: Sequence[str], *, train: bool) -> int:
+    """`gateway serve` with server.workers > 1: train missing bots, hold the port, supervise the workers.
+
+    `global_args` are the options given before `serve` (--config, --env), passed on to every child.
+    """
+    base = [sys.executable, "-m", "gateway", *global_args]
+    if train:
+        # In a child: training imports Rasa and TensorFlow, which the supervisor would keep for nothing.
+        done = subprocess.run([*base, "train", "all"], check=False)
+        if done.returncode != 0:
+            raise GatewayError(f"training the missing bots failed (exit code {done.returncode})")
+    server = settings.server
+    try:
+        holder = reserve_port(server.host, server.port)
+    except OSError as exc:
+        raise GatewayError(f"cannot listen on {server.host}:{server.port}: {exc.strerror}") from exc
+    with holder:
+        port = int(holder.getsockname()[1])
+        command = [*base, "serve", "--host", server.host, "--port", str(port), "--workers",
+                   str(server.workers), "--no-train", "--worker-of", str(os.getpid())]  # fmt: skip
+        print(f"gateway: serving on http://{server.host}:{port} with {server.workers} workers", flush=True)
+        return supervise(server.workers, command, server.shutdown_timeout_seconds)
 
 
 def supervise(count: int, command: Sequence[str], shutdown_timeout: float) -> int:
