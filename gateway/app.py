@@ -10,6 +10,7 @@ from pathlib import Path
 from aiohttp import web
 
 from gateway import appkeys
+from gateway.agents.inference import InferenceThread
 from gateway.agents.model_updates import model_updates
 from gateway.agents.monitor import Monitor
 from gateway.agents.pool import AgentPool
@@ -114,13 +115,20 @@ async def _redis(app: web.Application) -> AsyncIterator[None]:
 async def _agent_pool(app: web.Application) -> AsyncIterator[None]:
     settings = app[appkeys.SETTINGS]
     client = app[appkeys.REDIS]
+    inference = InferenceThread() if settings.server.inference == "thread" else None
+    if inference is not None:
+        inference.start()
     app[appkeys.POOL] = AgentPool(
         settings.bots,
         tracker_stores_for(settings, client),
         conversation_locks(settings, client),
         hmac_key=settings.models.hmac_key,
+        running_turns=settings.server.running_turns,
+        inference=inference,
     )
     yield
+    if inference is not None:
+        await inference.stop()
 
 
 async def _health_monitor(app: web.Application) -> AsyncIterator[None]:

@@ -23,25 +23,29 @@ logger = logging.getLogger(__name__)
 _CLOSE_SECONDS = 2.0
 
 
-def run(app: web.Application, settings: ServerSettings) -> None:
-    """Serve `app` on settings.host:port until SIGTERM or SIGINT, then shut down gracefully."""
+def run(app: web.Application, settings: ServerSettings, *, reuse_port: bool = False) -> None:
+    """Serve `app` on settings.host:port until SIGTERM or SIGINT, then shut down gracefully.
+
+    `reuse_port`: a worker sharing the port with its siblings (SO_REUSEPORT, `--workers N`).
+    """
     try:
         import uvloop
 
         asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
     except ImportError:  # uvloop is optional on platforms without it
         pass
-    asyncio.run(serve(app, settings))
+    asyncio.run(serve(app, settings, reuse_port=reuse_port))
 
 
-async def serve(app: web.Application, settings: ServerSettings) -> None:
+async def serve(app: web.Application, settings: ServerSettings, *, reuse_port: bool = False) -> None:
     """Run the app until a stop signal; returns after the graceful shutdown."""
     runner = web.AppRunner(app, access_log=None, shutdown_timeout=_CLOSE_SECONDS)
     await runner.setup()
     try:
-        site = web.TCPSite(runner, settings.host, settings.port)
+        site = web.TCPSite(runner, settings.host, settings.port, reuse_port=reuse_port or None)
         await site.start()
-        print(f"gateway: serving on http://{settings.host}:{settings.port}", flush=True)
+        if not reuse_port:  # workers: the supervisor says it once
+            print(f"gateway: serving on http://{settings.host}:{settings.port}", flush=True)
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):

@@ -61,6 +61,8 @@ class ServerSettings:
     shutdown_timeout_seconds: float = 10.0
     max_header_bytes: int = 8190
     read_timeout_seconds: float = 5.0
+    running_turns: int = 1
+    inference: str = "loop"
 
 
 @dataclass(frozen=True)
@@ -394,6 +396,8 @@ def _build(raw: Mapping[str, Any], base: Path) -> Settings:
         shutdown_timeout_seconds=s.float_("shutdown_timeout_seconds", 10.0, 0.0, 600.0),
         max_header_bytes=s.int_("max_header_bytes", 8190, 1024, 65536),
         read_timeout_seconds=s.float_("read_timeout_seconds", 5.0, 0.05, 120.0),
+        running_turns=s.int_("running_turns", 1, 0, 1024),
+        inference=s.choice("inference", "loop", ("loop", "thread")),
     )
     rd = top.section("redis")
     redis_url = rd.str_("url", optional=True)
@@ -402,6 +406,12 @@ def _build(raw: Mapping[str, Any], base: Path) -> Settings:
     prefix = rd.str_("key_prefix", "gateway")
     if not _NAME_RE.match(prefix):
         raise rd.fail("key_prefix", prefix, "letters, digits, '-', '_' or '.'")
+    if server.workers > 1 and redis_url is None:
+        raise ConfigError(
+            f"invalid setting server.workers={server.workers}: more than one worker process needs redis.url "
+            "(GATEWAY_REDIS_URL), because workers share conversations only through Redis; "
+            "set redis.url or use server.workers=1"
+        )
     redis = RedisSettings(
         url=redis_url,
         key_prefix=prefix,

@@ -62,6 +62,9 @@ def load_agent_blocking(path: Path, tracker_store: TrackerStore) -> Agent:
     """
     from rasa.core.agent import Agent
 
+    from gateway.agents import speedups
+
+    speedups.install()
     if not path.is_file():
         raise ModelError(f"model archive {path.name} does not exist")
     # A shallow copy shares the conversations but holds this model's domain, so loading a new model

@@ -3,17 +3,20 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import enum
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Coroutine, Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from gateway import metrics
 from gateway.agents import dialogue
 from gateway.agents.archive import verify_archive
+from gateway.agents.inference import InferenceThread, OwnerLoopTrackerStore
 from gateway.agents.loader import LoadedModel, ModelSummary, load_model, summary
+from gateway.agents.slots import TurnSlots
 from gateway.errors import BotNotReady, GatewayError, ModelProbeFailed, UnknownBot
 from gateway.settings import BotSettings
 from gateway.storage.locks import ConversationLocks, InMemoryLocks
@@ -24,6 +27,8 @@ if TYPE_CHECKING:
     from gateway.agents.monitor import ProbeResult
 
 logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 
 class BotState(str, enum.Enum):
@@ -88,11 +93,18 @@ class AgentPool:
         tracker_stores: Mapping[str, TrackerStore],
         locks: ConversationLocks | None = None,
         hmac_key: str | None = None,
+        running_turns: int = 0,
+        inference: InferenceThread | None = None,
     ) -> None:
         self.bots = {lang: Bot(cfg, tracker_stores[lang]) for lang, cfg in bots.items()}
         # `is None`, not `or`: an idle lock set has length 0 and is falsy.
         self.locks: ConversationLocks = locks if locks is not None else InMemoryLocks()
         self.hmac_key = hmac_key
+        # With an inference thread, turns leave the server's loop altogether.
+        self.inference = inference
+        # Turns are CPU that never yields: starting only a few per loop pass keeps every pass short (on the
+        # server's loop: /healthz and /metrics stay fast) and finishes turns in arrival order. 0 = no cap.
+        self.turn_slots = TurnSlots(running_turns) if running_turns > 0 else None
 
     def get(self, lang: str) -> Bot:
         """The bot for `lang`, or UnknownBot."""
@@ -126,8 +138,13 @@ class AgentPool:
             # Before Rasa sees the file: it unpickles and extracts whatever the archive holds.
             digest = await loop.run_in_executor(None, verify_archive, path, sha256, self.hmac_key, signature)
             model = await load_model(path, bot.tracker_store, digest)
+            if self.inference is not None and model.agent.processor is not None:
+                # Tracker-store calls go back to the loop that owns the Redis connections.
+                model.agent.processor.tracker_store = OwnerLoopTrackerStore(
+                    model.agent.processor.tracker_store, loop
+                )
             try:
-                await dialogue.probe(model, bot.settings.probe)
+                await self._run(dialogue.probe(model, bot.settings.probe))
             except Exception as exc:  # whatever a fresh model's first turn raises, it cannot serve
                 raise ModelProbeFailed(
                     f"model {path.name} failed its probe {bot.settings.probe!r}: {type(exc).__name__}: {exc}"
@@ -181,14 +198,27 @@ class AgentPool:
         async with self.locks.hold(f"{lang}:{sender_id}"):
             # Take the model inside the lock: a swap between turns applies to the next turn.
             model = bot.require_model()
-            # Timed inside the lock: waiting for an earlier turn is not the bot's inference time.
+            # Timed inside the lock: waiting for an earlier turn is not the bot's inference time. The slot
+            # is taken inside the conversation lock too, so a slot holder never waits for another.
             with metrics.INFERENCE_LATENCY.labels(lang).time():
-                return await dialogue.run_turn(model, sender_id, text, metadata)
+                return await self._run(self._slotted(model, sender_id, text, metadata))
 
     async def ping(self, lang: str, text: str | None = None) -> dialogue.BotMessages:
         """Probe `lang` on a throwaway tracker."""
         bot = self.get(lang)
-        return await dialogue.probe(bot.require_model(), text or bot.settings.probe)
+        return await self._run(dialogue.probe(bot.require_model(), text or bot.settings.probe))
+
+    async def _slotted(
+        self, model: LoadedModel, sender_id: str, text: str, metadata: dict[str, Any] | None
+    ) -> dialogue.BotMessages:
+        async with self.turn_slots or contextlib.nullcontext():
+            return await dialogue.run_turn(model, sender_id, text, metadata)
+
+    async def _run(self, turn: Coroutine[Any, Any, T]) -> T:
+        """Await a turn where turns run: the inference thread when there is one, else right here."""
+        if self.inference is None:
+            return await turn
+        return await self.inference.run(turn)
 
 
 def _import_rasa() -> None:

@@ -13,6 +13,11 @@ def register(sub: Subparsers) -> None:
     parser.add_argument("--host", help="bind address (default from server.host)")
     parser.add_argument("--port", type=int, help="port (default from server.port)")
     parser.add_argument("--no-train", action="store_true", help="do not train missing bots")
+    parser.add_argument(
+        "--workers", type=int, help="worker processes sharing the port (default from server.workers)"
+    )
+    # Internal: set by the supervisor on the workers it starts.
+    parser.add_argument("--worker-of", type=int, help=argparse.SUPPRESS)
     parser.set_defaults(run=run)
 
 
@@ -22,8 +27,23 @@ def run(args: argparse.Namespace) -> int:
     from gateway.app import create_app
     from gateway.commands.train import train_langs
 
-    settings = settings_from_args(args, **{"server.host": args.host, "server.port": args.port})
+    overrides = {"server.host": args.host, "server.port": args.port, "server.workers": args.workers}
+    settings = settings_from_args(args, **overrides)
     logs.configure(settings.logging)
+    if args.worker_of is not None:
+        from gateway.workers import become_worker
+
+        become_worker(args.worker_of)
+        server.run(create_app(settings), settings.server, reuse_port=True)
+        return 0
+    if settings.server.workers > 1:
+        from gateway.workers import run_supervisor
+
+        global_args = [
+            *(["--config", args.config] if args.config else []),
+            *(["--env", args.env] if args.env else []),
+        ]
+        return run_supervisor(settings, global_args, train=settings.train_missing and not args.no_train)
     if settings.train_missing and not args.no_train:
         train_langs(settings, "all")
     server.run(create_app(settings), settings.server)

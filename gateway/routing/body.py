@@ -6,7 +6,7 @@ import asyncio
 from typing import Any
 
 import orjson
-from aiohttp import web
+from aiohttp import hdrs, web
 
 from gateway.errors import BadRequest
 
@@ -20,9 +20,10 @@ async def read_json(
     """The request's JSON object, or BadRequest with the reason (413/415/408/400)."""
     if request.content_length is not None and request.content_length > max_bytes:
         raise BadRequest(f"body of {request.content_length} bytes exceeds {max_bytes} bytes", status=413)
-    ctype = request.content_type
+    # Not request.content_type: aiohttp parses that with the email package, ~1% of a turn's CPU.
+    ctype = request.headers.get(hdrs.CONTENT_TYPE, "").partition(";")[0].strip().lower()
     if ctype != "application/json" and not ctype.endswith("+json"):
-        raise BadRequest(f"content type {ctype!r} is not application/json", status=415)
+        raise BadRequest(f"content type {ctype or '(none)'!r} is not application/json", status=415)
     try:
         # A client dribbling its body must not hold a handler (and its memory) for ever.
         raw = await asyncio.wait_for(_read_at_most(request, max_bytes), timeout)

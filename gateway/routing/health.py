@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
@@ -12,8 +14,8 @@ from gateway.routing.webhook import error_response, json_response
 
 
 async def healthz(request: web.Request) -> web.Response:
-    """GET /healthz: the process is alive (no I/O)."""
-    return json_response({"status": "ok"})
+    """GET /healthz: the process is alive (no I/O); `pid` tells which worker answered."""
+    return json_response({"status": "ok", "pid": os.getpid()})
 
 
 async def readyz(request: web.Request) -> web.Response:
@@ -21,7 +23,12 @@ async def readyz(request: web.Request) -> web.Response:
     pool = request.app[appkeys.POOL]
     bots = {lang: bot.describe() for lang, bot in pool.bots.items()}
     waiting = pool.not_ready()
-    body = {"status": "ready" if not waiting else "not ready", "waiting": waiting, "bots": bots}
+    body = {
+        "status": "ready" if not waiting else "not ready",
+        "waiting": waiting,
+        "bots": bots,
+        "pid": os.getpid(),
+    }
     return json_response(body, 200 if not waiting else 503)
 
 

@@ -1,0 +1,182 @@
+"""Turning one benchmark run into the results table, the ratios against the targets, and a plot."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+MB = 1024 * 1024
+HEALTH_TARGET_MS = 50.0
+READY_TARGET_S = 20.0
+
+
+@dataclass(frozen=True)
+class Check:
+    """One target: what is compared, the measured value, and whether it meets the bound."""
+
+    what: str
+    value: float | None
+    target: str
+    ok: bool | None  # None: could not be measured in this run
+
+    def row(self) -> str:
+        shown = "n/a" if self.value is None else f"{self.value:.2f}"
+        verdict = {True: "MET", False: "MISSED", None: "not measured"}[self.ok]
+        return f"  {self.what:<58} {shown:>8}  {self.target:<10} {verdict}"
+
+
+def _point(system: dict[str, Any] | None, concurrency: int) -> dict[str, Any] | None:
+    if not system:
+        return None
+    for point in system["levels"]:
+        if point["concurrency"] == concurrency:
+            return point
+    return None
+
+
+def _ratio(a: float | None, b: float | None) -> float | None:
+    return None if a is None or not b else a / b
+
+
+def _check(what: str, value: float | None, target: str, good: Callable[[float], bool]) -> Check:
+    return Check(what, value, target, None if value is None else good(value))
+
+
+def health_p99(point: dict[str, Any] | None) -> float | None:
+    """The worst p99 over the probed health/metrics URLs of one point."""
+    if not point or not point.get("probes"):
+        return None
+    values = [probe["p99_ms"] for probe in point["probes"].values() if probe.get("p99_ms") is not None]
+    return max(values) if values else None
+
+
+def checks(result: dict[str, Any]) -> list[Check]:
+    """Every target of the issue, computed at the highest concurrency of the run."""
+    systems = result["systems"]
+    top = max(result["config"]["concurrency"])
+    raw, usual = _point(systems.get("raw"), top), _point(systems.get("usual"), top)
+    gateways = {name: s for name, s in systems.items() if name.startswith("gateway")}
+    one = _point(gateways.get("gateway w1"), top)
+    out = [
+        _check(
+            f"gateway w1 / raw limit, throughput at c={top}",
+            _ratio(_get(one, "throughput"), _get(raw, "throughput")),
+            ">= 0.9x",
+            lambda v: v >= 0.9,
+        ),
+    ]
+    for name, system in gateways.items():
+        point = _point(system, top)
+        out.append(
+            _check(
+                f"{name} / usual deployment, throughput at c={top}",
+                _ratio(_get(point, "throughput"), _get(usual, "throughput")),
+                ">= 1.5x",
+                lambda v: v >= 1.5,
+            )
+        )
+        out.append(
+            _check(
+                f"{name} / usual deployment, p99 at c={top}",
+                _ratio(_get(point, "p99_ms"), _get(usual, "p99_ms")),
+                "<= 0.6x",
+                lambda v: v <= 0.6,
+            )
+        )
+    if one and usual:
+        out.append(
+            _check(
+                "gateway w1 RSS / 3 rasa run RSS (3 languages)",
+                _ratio(one["rss_bytes"]["server"], usual["rss_bytes"]["rasa"]),
+                "<= 0.6x",
+                lambda v: v <= 0.6,
+            )
+        )
+    for name, system in gateways.items():
+        out.append(
+            _check(
+                f"{name} health/metrics p99 (ms) at c={top}",
+                health_p99(_point(system, top)),
+                f"< {HEALTH_TARGET_MS:.0f} ms",
+                lambda v: v < HEALTH_TARGET_MS,
+            )
+        )
+    # The start-up target is for the light bots; DIET/TED start-up is reported in the table only.
+    light = result["config"]["bots"].startswith("light")
+    for name, system in gateways.items() if light else ():
+        out.append(
+            _check(
+                f"{name} seconds from start to 3 bots ready",
+                system.get("ready_seconds"),
+                f"<= {READY_TARGET_S:.0f} s",
+                lambda v: v <= READY_TARGET_S,
+            )
+        )
+    two = _point(gateways.get("gateway w2"), top)
+    if two is not None:
+        out.append(
+            _check(
+                f"gateway w2 / gateway w1, throughput at c={top}",
+                _ratio(_get(two, "throughput"), _get(one, "throughput")),
+                ">= 1.7x",
+                lambda v: v >= 1.7,
+            )
+        )
+    return out
+
+
+def _get(point: dict[str, Any] | None, key: str) -> float | None:
+    return None if point is None else point.get(key)
+
+
+def table(result: dict[str, Any]) -> str:
+    """The per-point results, one line per system and concurrency."""
+    langs = len(result["config"]["langs"])
+    head = (
+        f"{'system':<18}{'conc':>5}{'req/s':>9}{'p50 ms':>9}{'p99 ms':>9}{'err':>6}{'wrong':>6}"
+        f"{'CPU ms/req':>12}{'RSS MB/lang':>13}{'health p99':>12}"
+    )
+    lines = [head, "-" * len(head)]
+    for name, system in result["systems"].items():
+        for p in system["levels"]:
+            cpu = p.get("cpu_ms_per_request", {})
+            cpu_total = sum(cpu.values()) if isinstance(cpu, dict) else cpu
+            rss = p.get("rss_bytes", {})
+            main = rss.get("server", rss.get("rasa")) if isinstance(rss, dict) else rss
+            health = health_p99(p)
+            lines.append(
+                f"{name:<18}{p['concurrency']:>5}{p['throughput']:>9.1f}{_num(p['p50_ms'])}{_num(p['p99_ms'])}"
+                f"{p['errors']:>6}{p['wrong']:>6}{cpu_total:>12.2f}{(main or 0) / MB / langs:>13.0f}"
+                f"{_num(health, 12)}"
+            )
+    return "\n".join(lines)
+
+
+def _num(value: float | None, width: int = 9) -> str:
+    return f"{'-':>{width}}" if value is None else f"{value:>{width}.1f}"
+
+
+def plot(result: dict[str, Any], path: Path) -> None:
+    """Throughput and p99 against concurrency, one line per system (PNG, Agg backend)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.2))
+    for name, system in result["systems"].items():
+        xs = [p["concurrency"] for p in system["levels"]]
+        left.plot(xs, [p["throughput"] for p in system["levels"]], marker="o", label=name)
+        right.plot(xs, [p["p99_ms"] or 0 for p in system["levels"]], marker="o", label=name)
+    left.set(xlabel="concurrent conversations", ylabel="correct answers / s", title="throughput")
+    right.set(xlabel="concurrent conversations", ylabel="ms", title="p99 latency", yscale="log")
+    for axis in (left, right):
+        axis.grid(True, alpha=0.3)
+        axis.legend()
+    machine = result["machine"]
+    fig.suptitle(f"{result['config']['bots']} bots, {machine['nproc']} cores, {machine['cpu']}", fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)

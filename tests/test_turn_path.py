@@ -1,0 +1,134 @@
+"""The request path's performance fixes keep behaviour: turn slots and the remembering event lookup."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from pathlib import Path
+
+import pytest
+
+from gateway.agents.pool import AgentPool
+from gateway.agents.slots import TurnSlots
+from gateway.errors import ConfigError
+from gateway.settings import Settings, load_settings
+from gateway.storage.trackers import tracker_stores_for
+from tests.support import responses
+
+
+def _texts(messages: list[dict[str, object]]) -> str:
+    return " ".join(str(m["text"]) for m in messages if m.get("text"))
+
+
+@pytest.mark.parametrize("slots", [1, 0])
+async def test_concurrent_conversations_answer_correctly_with_one_turn_slot_or_none(
+    settings: Settings, model_paths: dict[str, Path], slots: int
+) -> None:
+    pool = AgentPool(settings.bots, tracker_stores_for(settings), running_turns=slots)
+    await pool.load("en", model_paths["en"])
+    booked = [t.replace("{people}", "4") for t in responses("en", "utter_booked")]
+
+    async def book() -> tuple[str, str]:
+        sender = f"en:slots-{uuid.uuid4().hex}"
+        first = await pool.respond("en", sender, "I would like to book a table")
+        second = await pool.respond("en", sender, "4")
+        return _texts(first), _texts(second)
+
+    # Twelve two-turn conversations at once through one slot: each ends booked, none waits forever.
+    results = await asyncio.wait_for(asyncio.gather(*(book() for _ in range(12))), timeout=120)
+    for first, second in results:
+        assert first in responses("en", "utter_ask_people")
+        assert second in booked
+
+
+def test_running_turns_setting_is_validated() -> None:
+    assert load_settings(env={}).server.running_turns == 1
+    assert load_settings(env={"GATEWAY_SERVER_RUNNING_TURNS": "0"}).server.running_turns == 0
+    with pytest.raises(ConfigError, match=r"server\.running_turns=-1"):
+        load_settings(env={"GATEWAY_SERVER_RUNNING_TURNS": "-1"})
+    assert load_settings(env={}).server.inference == "loop"
+    assert load_settings(env={"GATEWAY_SERVER_INFERENCE": "thread"}).server.inference == "thread"
+    with pytest.raises(ConfigError, match=r"server\.inference='gpu'.*loop, thread"):
+        load_settings(env={"GATEWAY_SERVER_INFERENCE": "gpu"})
+
+
+def test_remembering_event_lookup_answers_like_rasas_own() -> None:
+    from rasa.shared.core.events import ActionExecuted, Event, SlotSet, UserUttered
+    from rasa.shared.utils.common import all_subclasses
+
+    from gateway.agents import speedups
+
+    names = {cls.type_name for cls in all_subclasses(Event)}
+    before = {name: Event.resolve_by_type(name) for name in names}
+    speedups.install()
+    speedups.install()  # idempotent
+    for _ in range(2):  # the second round answers from what the first remembered
+        assert {name: Event.resolve_by_type(name) for name in names} == before
+    assert Event.resolve_by_type("user") is UserUttered
+    assert Event.resolve_by_type("slot") is SlotSet
+    assert Event.resolve_by_type("no-such-event", default=ActionExecuted) is ActionExecuted
+    assert Event.resolve_by_type("topic") is None
+    with pytest.raises(ValueError, match="Unknown event name"):
+        Event.resolve_by_type("no-such-event")
+    # Trackers still round-trip through the dict form that tracker stores use.
+    event = UserUttered("hello", {"name": "greet", "confidence": 1.0})
+    assert Event.from_parameters(event.as_dict()) == event
+
+
+async def test_turn_slots_start_at_most_size_turns_per_loop_pass_in_arrival_order() -> None:
+    slots = TurnSlots(2)
+    started: list[tuple[int, int]] = []  # (turn, loop pass it started in)
+    passes = [0]
+    stop = asyncio.Event()
+
+    async def count_passes() -> None:
+        while not stop.is_set():
+            await asyncio.sleep(0)
+            passes[0] += 1
+
+    async def turn(number: int) -> None:
+        async with slots:
+            # A turn that never yields, like Rasa's with an in-memory tracker store.
+            started.append((number, passes[0]))
+
+    counter = asyncio.create_task(count_passes())
+    await asyncio.gather(*(turn(n) for n in range(7)))
+    stop.set()
+    await counter
+    assert [number for number, _ in started] == list(range(7))
+    per_pass: dict[int, int] = {}
+    for _, loop_pass in started:
+        per_pass[loop_pass] = per_pass.get(loop_pass, 0) + 1
+    assert max(per_pass.values()) <= 2
+    assert slots.waiting == 0
+
+
+async def test_a_cancelled_turn_passes_its_slot_on() -> None:
+    slots = TurnSlots(1)
+    holder_in, release = asyncio.Event(), asyncio.Event()
+    done: list[str] = []
+
+    async def holder() -> None:
+        async with slots:
+            holder_in.set()
+            await release.wait()
+            done.append("holder")
+
+    async def queued(name: str) -> None:
+        async with slots:
+            done.append(name)
+
+    first = asyncio.create_task(holder())
+    await holder_in.wait()
+    doomed = asyncio.create_task(queued("doomed"))
+    last = asyncio.create_task(queued("last"))
+    await asyncio.sleep(0)
+    assert slots.waiting == 2
+    doomed.cancel()
+    release.set()
+    await asyncio.wait_for(asyncio.gather(first, last), timeout=10)
+    assert doomed.cancelled()
+    assert done == ["holder", "last"]
+    assert slots.waiting == 0
+    with pytest.raises(ValueError, match="at least 1"):
+        TurnSlots(0)
