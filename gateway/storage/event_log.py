@@ -6,6 +6,7 @@ so a crash or an outage can never leave half a tracker behind. Importing this mo
 
 from __future__ import annotations
 
+import abc
 import logging
 from collections.abc import Iterable, Sequence
 from typing import Any
@@ -83,7 +84,7 @@ def merge(prior: Sequence[EventDict], new: Sequence[EventDict]) -> list[EventDic
     return [*prior, *(e for e, key in zip(new, ids_new, strict=True) if key not in known)]
 
 
-class EventLogTrackerStore(TrackerStore):
+class EventLogTrackerStore(TrackerStore, metaclass=abc.ABCMeta):
     """Rasa's TrackerStore contract over whole-conversation blobs; subclasses say where blobs live.
 
     A shallow copy shares the storage but may hold another domain: each loaded model gets its own copy,
@@ -96,15 +97,17 @@ class EventLogTrackerStore(TrackerStore):
         super().__init__(domain)
         self.lang = lang
 
+    @abc.abstractmethod
     async def _read(self, sender_id: str, operation: str) -> bytes | None:
         """The blob of `sender_id`; `operation` (retrieve, save) names the caller in error metrics."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     async def _write(self, sender_id: str, blob: bytes) -> None:
-        raise NotImplementedError
+        """Replace `sender_id`'s blob in one atomic write."""
 
+    @abc.abstractmethod
     async def _senders(self) -> list[str]:
-        raise NotImplementedError
+        """Every stored conversation id."""
 
     async def _events(self, sender_id: str, operation: str = "retrieve") -> list[EventDict] | None:
         blob = await self._read(sender_id, operation)
