@@ -22,6 +22,9 @@ from gateway import metrics
 
 logger = logging.getLogger(__name__)
 
+# Bound on remembered reads whose turn never saved (a failed turn), so the map cannot grow for ever.
+_MAX_REMEMBERED = 10_000
+
 EventDict = dict[str, Any]
 SESSION_START = "action_session_start"
 _DUMPS_OPTIONS = orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_NON_STR_KEYS
@@ -96,6 +99,10 @@ class EventLogTrackerStore(TrackerStore, metaclass=abc.ABCMeta):
     def __init__(self, lang: str, domain: Any = None) -> None:
         super().__init__(domain)
         self.lang = lang
+        # sender -> events as read by this turn's retrieve, reused by its save: turns of one conversation
+        # run under its lock (across processes too), so nobody writes in between and the save needs
+        # neither a second read nor a second decode. Shared by the per-model copies; popped on save.
+        self._read_this_turn: dict[str, list[EventDict]] = {}
 
     @abc.abstractmethod
     async def _read(self, sender_id: str, operation: str) -> bytes | None:
@@ -110,6 +117,14 @@ class EventLogTrackerStore(TrackerStore, metaclass=abc.ABCMeta):
         """Every stored conversation id."""
 
     async def _events(self, sender_id: str, operation: str = "retrieve") -> list[EventDict] | None:
+        events = await self._decoded(sender_id, operation)
+        if operation == "retrieve":
+            if len(self._read_this_turn) >= _MAX_REMEMBERED:
+                self._read_this_turn.clear()  # retrieves never followed by a save (failed turns)
+            self._read_this_turn[sender_id] = events or []
+        return events
+
+    async def _decoded(self, sender_id: str, operation: str) -> list[EventDict] | None:
         blob = await self._read(sender_id, operation)
         if blob is None:
             return None
@@ -141,7 +156,9 @@ class EventLogTrackerStore(TrackerStore, metaclass=abc.ABCMeta):
         """Store the tracker's events after the earlier sessions already stored, in one write."""
         sender_id = tracker.sender_id
         await self.stream_events(tracker)
-        prior = await self._events(sender_id, "save") or []
+        prior = self._read_this_turn.pop(sender_id, None)
+        if prior is None:  # saved without a retrieve in this turn: read what is stored
+            prior = await self._decoded(sender_id, "save") or []
         events = merge(prior, [e.as_dict() for e in tracker.events])
         await self._write(sender_id, encode(sender_id, events))
 
