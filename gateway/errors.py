@@ -46,6 +46,10 @@ class ModelRejected(ModelError):
     """A model archive failed verification (checksum, signature, unsafe member) and was not loaded."""
 
 
+class InvalidModelName(ModelRejected, ValueError):
+    """A model name or sha256 from outside is not a plain archive name / 64 hex digits."""
+
+
 class ModelRefusedBefore(ModelRejected):
     """The very same archive (name and sha256) already failed to load here; it is not tried again."""
 

@@ -14,10 +14,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from gateway.errors import TrainingError
+from gateway.model_names import MODEL_SUFFIX
 
 logger = logging.getLogger(__name__)
 
-MODEL_SUFFIX = ".tar.gz"
 # Files that define a bot's model; tests/ and results do not change the model.
 _SOURCE_FILES = ("domain.yml", "domain.yaml")
 _SOURCE_DIRS = ("data", "domain")

@@ -17,43 +17,15 @@ import zlib
 from pathlib import Path
 
 from gateway.errors import ModelError, ModelRejected
+from gateway.model_names import show, validate_sha256
 
 logger = logging.getLogger(__name__)
 
-MODEL_SUFFIX = ".tar.gz"
 SIGNATURE_SUFFIX = ".sig"
-MAX_NAME_CHARS = 200
 MAX_MEMBERS = 20_000
 MAX_UNPACKED_BYTES = 8 * 1024**3
 _CHUNK = 1 << 20
-_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*\.tar\.gz$")
-_HEX64_RE = re.compile(r"^[0-9a-f]{64}$")
 _DRIVE_RE = re.compile(r"^[A-Za-z]:")
-
-
-def validate_model_name(name: object) -> str:
-    """`name` when it is a plain model file name (no folder, no `..`, ends .tar.gz), else ModelRejected.
-
-    Use it on every model name that arrives from outside (events, admin requests) before it is
-    joined to a folder or a bucket key.
-    """
-    if not isinstance(name, str):
-        raise ModelRejected(f"model name must be a string, got {type(name).__name__}")
-    if len(name) > MAX_NAME_CHARS:
-        raise ModelRejected(f"model name longer than {MAX_NAME_CHARS} characters")
-    if not _NAME_RE.fullmatch(name) or ".." in name:
-        raise ModelRejected(
-            f"model name {_show(name)} is not a plain file name: letters, digits, '.', '-', '_' "
-            f"ending in {MODEL_SUFFIX}, no folders"
-        )
-    return name
-
-
-def validate_sha256(value: object) -> str:
-    """`value` as 64 lower-case hex digits, else ModelRejected."""
-    if not isinstance(value, str) or not _HEX64_RE.fullmatch(value.strip().lower()):
-        raise ModelRejected(f"sha256 must be 64 hex digits, got {_show(value)}")
-    return value.strip().lower()
 
 
 def archive_digests(path: Path, hmac_key: str | None = None) -> tuple[str, str | None]:
@@ -111,7 +83,7 @@ def check_members(path: Path) -> int:
 
 def _check_member(archive: str, member: tarfile.TarInfo) -> None:
     name = member.name
-    where = f"model {archive}: member {_show(name)}"
+    where = f"model {archive}: member {show(name)}"
     if "\x00" in name:
         raise ModelRejected(f"{where} has a NUL byte in its name")
     if name.startswith(("/", "\\")) or _DRIVE_RE.match(name):
@@ -169,9 +141,3 @@ def verify_archive(
             raise ModelRejected(f"model {path.name}: HMAC signature does not match")
     check_members(path)
     return sha256
-
-
-def _show(value: object) -> str:
-    """A bounded, printable rendering of untrusted text for messages and logs."""
-    text = repr(value)
-    return text if len(text) <= 80 else text[:77] + "..."

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from gateway.errors import ModelError, ModelRejected
-from gateway.training import MODEL_SUFFIX
+from gateway.model_names import MODEL_SUFFIX
 
 logger = logging.getLogger(__name__)
 

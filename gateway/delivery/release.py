@@ -25,11 +25,12 @@ from gateway.delivery.records import (
     sha256_file,
 )
 from gateway.errors import ConfigError, DeliveryError, EventBusError, ModelNotFound, ModelStoreError
+from gateway.model_names import MODEL_SUFFIX
 from gateway.settings import Settings
 from gateway.storage import redis_client
 from gateway.storage.active_models import ActiveRecord, RedisActiveModels
 from gateway.storage.events import RedisEventBus, announce
-from gateway.storage.model_store import MODEL_SUFFIX, ModelInfo, ModelStore, model_store_for
+from gateway.storage.model_store import ModelInfo, ModelStore, model_store_for
 
 logger = logging.getLogger(__name__)
 

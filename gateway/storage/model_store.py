@@ -19,16 +19,13 @@ from pathlib import Path
 from typing import Any, BinaryIO, Protocol
 
 from gateway.errors import ModelNotFound, ModelStoreError
+from gateway.model_names import is_model_name, validate_model_name, validate_sha256
 from gateway.settings import Settings
 
 logger = logging.getLogger(__name__)
 
-MODEL_SUFFIX = ".tar.gz"
 SIDECAR_SUFFIX = ".sha256"
 CHUNK_BYTES = 1 << 20
-# A plain file name: no directories, no leading dot, ends in .tar.gz (what the pipeline publishes).
-_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]{0,200}\.tar\.gz$")
-_SHA_RE = re.compile(r"^[0-9a-f]{64}$")
 _LANG_RE = re.compile(r"^[a-z]{2,3}$")
 # Small files kept beside an archive (its test record, `<stem>.tests.json`); never listed as models.
 _COMPANION_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]{0,200}\.tests\.json$")
@@ -40,23 +37,6 @@ def validate_companion_name(name: str) -> str:
     if not _COMPANION_RE.match(name) or ".." in name:
         raise ModelStoreError(f"companion file name must be a plain *.tests.json name, got {name[:80]!r}")
     return name
-
-
-def validate_model_name(name: object) -> str:
-    """`name` when it is a plain `*.tar.gz` file name (no path, no `..`), else ValueError."""
-    if not isinstance(name, str) or not _NAME_RE.match(name) or ".." in name:
-        shown = name[:80] + "..." if isinstance(name, str) and len(name) > 80 else name
-        raise ValueError(f"model name must be a plain *.tar.gz file name (no folders), got {shown!r}")
-    return name
-
-
-def validate_sha256(digest: object) -> str | None:
-    """A lower-case hex sha256 (or None), else ValueError."""
-    if digest is None:
-        return None
-    if not isinstance(digest, str) or not _SHA_RE.match(digest.lower()):
-        raise ValueError(f"sha256 must be 64 hex digits, got {str(digest)[:80]!r}")
-    return digest.lower()
 
 
 def _validate_lang(lang: str) -> str:
@@ -74,7 +54,8 @@ class ModelRef:
 
     def __post_init__(self) -> None:
         validate_model_name(self.model)
-        object.__setattr__(self, "sha256", validate_sha256(self.sha256))
+        if self.sha256 is not None:
+            object.__setattr__(self, "sha256", validate_sha256(self.sha256))
 
     def to_json(self) -> dict[str, Any]:
         """JSON-friendly form."""
@@ -175,7 +156,7 @@ class LocalModelStore:
     def _list_blocking(self, lang: str, folder: Path) -> list[ModelInfo]:
         if not folder.is_dir():
             return []
-        names = sorted(p.name for p in folder.iterdir() if _NAME_RE.match(p.name) and p.is_file())
+        names = sorted(p.name for p in folder.iterdir() if is_model_name(p.name) and p.is_file())
         return [self._info_blocking(lang, folder / name) for name in names]
 
     def _info_blocking(self, lang: str, path: Path) -> ModelInfo:

@@ -17,6 +17,7 @@ from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
 from gateway.errors import ModelNotFound, ModelStoreError
+from gateway.model_names import validate_model_name, validate_sha256
 from gateway.settings import Settings
 from gateway.storage.model_store import (
     CHUNK_BYTES,
@@ -24,8 +25,6 @@ from gateway.storage.model_store import (
     ModelInfo,
     sha256_file,
     validate_companion_name,
-    validate_model_name,
-    validate_sha256,
 )
 
 logger = logging.getLogger(__name__)
@@ -124,8 +123,9 @@ class S3ModelStore:
         except (ClientError, *_TRANSPORT_ERRORS) as exc:
             raise self._error(exc, lang, name, "read") from exc
         metadata = {str(k).lower(): v for k, v in (head.get("Metadata") or {}).items()}
+        published = metadata.get(SHA_METADATA)
         try:
-            sha = validate_sha256(metadata.get(SHA_METADATA))
+            sha = validate_sha256(published) if published is not None else None
         except ValueError:
             logger.warning(
                 "%s carries an invalid sha256 metadata value; ignoring it", self._where(lang, name)

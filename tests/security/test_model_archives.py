@@ -12,15 +12,11 @@ from pathlib import Path
 import pytest
 
 from gateway.agents import archive
-from gateway.agents.archive import (
-    check_members,
-    sign_archive,
-    validate_model_name,
-    validate_sha256,
-    verify_archive,
-)
+from gateway.agents.archive import check_members, sign_archive, verify_archive
 from gateway.agents.pool import AgentPool, BotState
-from gateway.errors import ModelError, ModelRejected
+from gateway.errors import ModelError, ModelRejected, ModelStoreError
+from gateway.model_names import validate_model_name, validate_sha256
+from gateway.storage.model_store import LocalModelStore
 from gateway.storage.trackers import tracker_stores_for
 from tests.security.conftest import gateway_settings
 from tests.support import responses
@@ -191,10 +187,15 @@ def test_hmac_signature_required_when_a_key_is_set(tmp_path: Path, model_paths: 
         pytest.param("x" * 10_000_000, id="huge-event-payload"),
     ],
 )
-def test_event_model_names_must_be_plain_file_names(name: str) -> None:
+async def test_event_model_names_must_be_plain_file_names(name: str, tmp_path: Path) -> None:
     with pytest.raises(ModelRejected) as caught:
         validate_model_name(name)
+    assert isinstance(caught.value, ValueError)  # what the stores and the event parser catch
     assert len(str(caught.value)) < 300  # never echoes a huge payload into logs
+    # The model store refuses the very same names (one check for every entry point).
+    with pytest.raises(ModelStoreError) as refused:
+        await LocalModelStore(tmp_path).info("en", name)
+    assert len(str(refused.value)) < 300
 
 
 @pytest.mark.parametrize("value", [None, 42, b"model.tar.gz", ["model.tar.gz"], {"model": "x.tar.gz"}])

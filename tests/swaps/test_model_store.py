@@ -12,8 +12,9 @@ import boto3
 import pytest
 
 from gateway.errors import ModelNotFound, ModelStoreError
+from gateway.model_names import validate_model_name
 from gateway.settings import load_settings
-from gateway.storage.model_store import LocalModelStore, ModelStore, model_store_for, validate_model_name
+from gateway.storage.model_store import LocalModelStore, ModelStore, model_store_for
 from tests.support import S3Server, free_port
 
 
