@@ -125,6 +125,7 @@ async def _agent_pool(app: web.Application) -> AsyncIterator[None]:
         hmac_key=settings.models.hmac_key,
         running_turns=settings.server.running_turns,
         inference=inference,
+        graph_runner=settings.server.graph_runner,
     )
     yield
     if inference is not None:

@@ -63,6 +63,7 @@ class ServerSettings:
     read_timeout_seconds: float = 5.0
     running_turns: int = 1
     inference: str = "loop"
+    graph_runner: str = "sequential"
 
 
 @dataclass(frozen=True)
@@ -398,6 +399,7 @@ def _build(raw: Mapping[str, Any], base: Path) -> Settings:
         read_timeout_seconds=s.float_("read_timeout_seconds", 5.0, 0.05, 120.0),
         running_turns=s.int_("running_turns", 1, 0, 1024),
         inference=s.choice("inference", "loop", ("loop", "thread")),
+        graph_runner=s.choice("graph_runner", "sequential", ("sequential", "dask")),
     )
     rd = top.section("redis")
     redis_url = rd.str_("url", optional=True)

@@ -54,11 +54,12 @@ def summary(model: LoadedModel) -> ModelSummary:
     return ModelSummary(model.name, model.sha256, model.loaded_at)
 
 
-def load_agent_blocking(path: Path, tracker_store: TrackerStore) -> Agent:
+def load_agent_blocking(path: Path, tracker_store: TrackerStore, graph_runner: str = "sequential") -> Agent:
     """Load `path` into a new Agent whose processor uses `tracker_store` directly.
 
     Rasa wraps tracker stores in FailSafeTrackerStore, which swallows errors and silently starts
     a fresh in-memory conversation; we unwrap it so an outage surfaces as TrackerStoreUnavailable.
+    `graph_runner` "sequential" runs the model's graph without dask (graph_runner.py); "dask" keeps Rasa's.
     """
     from rasa.core.agent import Agent
 
@@ -81,14 +82,20 @@ def load_agent_blocking(path: Path, tracker_store: TrackerStore) -> Agent:
     tracker_store.domain = agent.domain
     agent.tracker_store = tracker_store
     agent.processor.tracker_store = tracker_store
+    if graph_runner == "sequential":
+        from gateway.agents.graph_runner import SequentialGraphRunner
+
+        agent.processor.graph_runner = SequentialGraphRunner.replacing(agent.processor.graph_runner)
     return agent
 
 
-async def load_model(path: Path, tracker_store: TrackerStore, sha256: str | None = None) -> LoadedModel:
+async def load_model(
+    path: Path, tracker_store: TrackerStore, sha256: str | None = None, graph_runner: str = "sequential"
+) -> LoadedModel:
     """Load an agent off the event loop and time it."""
     started = time.perf_counter()
     loop = asyncio.get_running_loop()
-    agent = await loop.run_in_executor(None, load_agent_blocking, path, tracker_store)
+    agent = await loop.run_in_executor(None, load_agent_blocking, path, tracker_store, graph_runner)
     seconds = time.perf_counter() - started
     logger.info("loaded model %s in %.1fs", path.name, seconds)
     return LoadedModel(agent, path.name, path, sha256, time.time(), seconds)

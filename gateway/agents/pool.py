@@ -95,6 +95,7 @@ class AgentPool:
         hmac_key: str | None = None,
         running_turns: int = 0,
         inference: InferenceThread | None = None,
+        graph_runner: str = "sequential",
     ) -> None:
         self.bots = {lang: Bot(cfg, tracker_stores[lang]) for lang, cfg in bots.items()}
         # `is None`, not `or`: an idle lock set has length 0 and is falsy.
@@ -102,6 +103,7 @@ class AgentPool:
         self.hmac_key = hmac_key
         # With an inference thread, turns leave the server's loop altogether.
         self.inference = inference
+        self.graph_runner = graph_runner
         # Turns are CPU that never yields: starting only a few per loop pass keeps every pass short (on the
         # server's loop: /healthz and /metrics stay fast) and finishes turns in arrival order. 0 = no cap.
         self.turn_slots = TurnSlots(running_turns) if running_turns > 0 else None
@@ -137,7 +139,7 @@ class AgentPool:
         try:
             # Before Rasa sees the file: it unpickles and extracts whatever the archive holds.
             digest = await loop.run_in_executor(None, verify_archive, path, sha256, self.hmac_key, signature)
-            model = await load_model(path, bot.tracker_store, digest)
+            model = await load_model(path, bot.tracker_store, digest, self.graph_runner)
             if self.inference is not None and model.agent.processor is not None:
                 # Tracker-store calls go back to the loop that owns the Redis connections.
                 model.agent.processor.tracker_store = OwnerLoopTrackerStore(
