@@ -75,6 +75,22 @@ def test_remembering_event_lookup_answers_like_rasas_own() -> None:
     assert Event.from_parameters(event.as_dict()) == event
 
 
+def test_cheap_empty_domain_check_answers_like_rasas_own() -> None:
+    from rasa.shared.core.domain import Domain
+
+    from gateway.agents import speedups
+    from gateway.settings import ROOT
+
+    speedups.install()
+    assert Domain.is_empty.__module__ == speedups.__name__  # installed, not Rasa's own
+    domains = [Domain.load(str(ROOT / "bots" / lang / "domain.yml")) for lang in ("en", "pl", "de")]
+    domains += [Domain.empty(), Domain.from_dict({}), Domain.from_dict({"intents": ["greet"]})]
+    for domain in domains:
+        # Rasa's definition, spelled out: equal to a freshly built empty domain.
+        assert domain.is_empty() == (domain.as_dict() == Domain.empty().as_dict())
+    assert [d.is_empty() for d in domains] == [False, False, False, True, True, False]
+
+
 async def test_turn_slots_start_at_most_size_turns_per_loop_pass_in_arrival_order() -> None:
     slots = TurnSlots(2)
     started: list[tuple[int, int]] = []  # (turn, loop pass it started in)
