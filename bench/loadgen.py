@@ -25,9 +25,6 @@ import orjson
 from bench import conversations as conv
 from bench.stats import Recorder, latency_summary
 
-# orjson and a fixed header: the client shares the cores with the server, so it should cost little.
-_JSON = {"Content-Type": "application/json"}
-
 
 class _Budget:
     """Stops the run after `max_requests` or `duration` seconds, whichever comes first."""
@@ -43,39 +40,111 @@ class _Budget:
         return True
 
 
+class _Connection:
+    """One keep-alive HTTP/1.1 connection speaking just what a webhook POST needs.
+
+    Not aiohttp's client: the load generator shares the cores with the servers it measures, and a
+    request over raw asyncio streams costs a fraction of the CPU (see docs/performance.md), which leaves
+    more of the machine to the systems under test. Responses must carry Content-Length or be chunked.
+    """
+
+    def __init__(self, host: str, port: int, path: str, timeout: float) -> None:
+        self.host, self.port, self.timeout = host, port, timeout
+        self.head = (
+            f"POST {path} HTTP/1.1\r\nHost: {host}:{port}\r\nContent-Type: application/json\r\n".encode()
+        )
+        self.streams: tuple[asyncio.StreamReader, asyncio.StreamWriter] | None = None
+
+    async def post(self, body: bytes) -> tuple[int, bytes]:
+        """Send `body`; return the status and the response body (reconnecting when the server closed)."""
+        return await asyncio.wait_for(self._post(body), self.timeout)
+
+    async def _post(self, body: bytes) -> tuple[int, bytes]:
+        if self.streams is None:
+            self.streams = await asyncio.open_connection(self.host, self.port)
+        reader, writer = self.streams
+        writer.write(self.head + b"Content-Length: %d\r\n\r\n" % len(body) + body)
+        head = await reader.readuntil(b"\r\n\r\n")
+        lines = head.decode("latin-1").split("\r\n")
+        status = int(lines[0].split(" ", 2)[1])
+        headers = {
+            k.strip().lower(): v.strip() for k, _, v in (line.partition(":") for line in lines[1:] if line)
+        }
+        if "content-length" in headers:
+            data = await reader.readexactly(int(headers["content-length"]))
+        elif headers.get("transfer-encoding", "").lower() == "chunked":
+            data = await self._chunked(reader)
+        else:
+            raise ConnectionError(f"response without Content-Length or chunked body: {lines[0]}")
+        if headers.get("connection", "").lower() == "close":
+            self.close()
+        return status, data
+
+    @staticmethod
+    async def _chunked(reader: asyncio.StreamReader) -> bytes:
+        parts = []
+        while True:
+            size = int((await reader.readuntil(b"\r\n")).split(b";")[0], 16)
+            if size == 0:
+                await reader.readuntil(b"\r\n")  # no trailers from our servers: the final blank line
+                return b"".join(parts)
+            parts.append(await reader.readexactly(size))
+            await reader.readexactly(2)
+
+    def close(self) -> None:
+        """Drop the connection (the next post opens a new one)."""
+        if self.streams is not None:
+            self.streams[1].close()
+            self.streams = None
+
+
+# What a failed exchange raises: the conversation's state is unknown then, so it starts anew.
+_EXCHANGE_ERRORS = (
+    OSError,
+    ConnectionError,
+    asyncio.IncompleteReadError,
+    asyncio.LimitOverrunError,
+    asyncio.TimeoutError,
+    ValueError,
+    IndexError,
+)
+
+
 async def _converse(
-    http: aiohttp.ClientSession, url: str, worker: int, langs: tuple[str, ...], budget: _Budget, rec: Recorder
+    conn: _Connection, worker: int, langs: tuple[str, ...], budget: _Budget, rec: Recorder
 ) -> None:
     number = 0
-    while True:
-        lang = conv.lang_for(worker, number, langs)
-        session = conv.session_id(worker, number)
-        number += 1
-        for (text, _), allowed in zip(conv.SCRIPTS[lang], conv.expected(lang), strict=True):
-            if not budget.take():
-                return
-            body = conv.builder_request(lang, session, text)
-            started = time.perf_counter()
-            try:
-                async with http.post(url, data=orjson.dumps(body), headers=_JSON) as resp:
-                    raw = await resp.read()
-                    status = resp.status
-            except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
-                rec.error(f"{type(exc).__name__}: {exc}")
-                break  # the conversation's state is unknown now: start a new one
-            latency = (time.perf_counter() - started) * 1000.0
-            if status != 200:
-                rec.error(f"HTTP {status}: {raw[:200]!r}")
-                break
-            try:
-                said = conv.speech(orjson.loads(raw))
-            except ValueError:
-                rec.error(f"not JSON: {raw[:200]!r}")
-                break
-            if said in allowed:
-                rec.ok(latency)
-            else:
-                rec.mismatch(latency, f"{lang} {text!r} -> {said!r}")
+    try:
+        while True:
+            lang = conv.lang_for(worker, number, langs)
+            session = conv.session_id(worker, number)
+            number += 1
+            for (text, _), allowed in zip(conv.SCRIPTS[lang], conv.expected(lang), strict=True):
+                if not budget.take():
+                    return
+                body = orjson.dumps(conv.builder_request(lang, session, text))
+                started = time.perf_counter()
+                try:
+                    status, raw = await conn.post(body)
+                except _EXCHANGE_ERRORS as exc:
+                    conn.close()
+                    rec.error(f"{type(exc).__name__}: {exc}")
+                    break
+                latency = (time.perf_counter() - started) * 1000.0
+                if status != 200:
+                    rec.error(f"HTTP {status}: {raw[:200]!r}")
+                    break
+                try:
+                    said = conv.speech(orjson.loads(raw))
+                except ValueError:
+                    rec.error(f"not JSON: {raw[:200]!r}")
+                    break
+                if said in allowed:
+                    rec.ok(latency)
+                else:
+                    rec.mismatch(latency, f"{lang} {text!r} -> {said!r}")
+    finally:
+        conn.close()
 
 
 async def _probe(paths: list[str], interval: float, stop: asyncio.Event) -> dict[str, Any]:
@@ -116,17 +185,18 @@ async def run(
     rec = Recorder()
     cpu = time.process_time()
     budget = _Budget(max_requests, duration)
-    connector = aiohttp.TCPConnector(limit=concurrency, limit_per_host=concurrency)
     stop = asyncio.Event()
     probe_task = asyncio.create_task(_probe(probes, probe_interval, stop)) if probes else None
-    async with aiohttp.ClientSession(
-        connector=connector, timeout=aiohttp.ClientTimeout(total=timeout)
-    ) as http:
-        rec.started = time.perf_counter()
-        await asyncio.gather(
-            *(_converse(http, base + path, worker, langs, budget, rec) for worker in range(concurrency))
+    target = urlsplit(base)
+    host, port = target.hostname or "127.0.0.1", target.port or 80
+    rec.started = time.perf_counter()
+    await asyncio.gather(
+        *(
+            _converse(_Connection(host, port, path, timeout), worker, langs, budget, rec)
+            for worker in range(concurrency)
         )
-        rec.stopped = time.perf_counter()
+    )
+    rec.stopped = time.perf_counter()
     stop.set()
     cpu = time.process_time() - cpu
     summary = rec.summary()
