@@ -53,6 +53,8 @@ WORKDIR /app
 COPY pyproject.toml ./
 COPY config/ config/
 COPY gateway/ gateway/
+# skops' trusted-type lists, computed once here instead of at every start (gateway/agents/trusted_types.py).
+RUN python -m gateway.agents.trusted_types
 # Writable by the gateway: the model store downloads into it.
 COPY --from=models --chown=10001:10001 /models/ models/
 USER 10001:10001

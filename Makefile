@@ -18,6 +18,7 @@ $(STAMP): requirements.lock pyproject.toml scripts/find-python310
 	$(PY) -m pip install --quiet --upgrade "pip==24.2"
 	$(PY) -m pip install --quiet --progress-bar off -r requirements.lock
 	$(PY) -m pip install --quiet --no-deps --no-build-isolation -e .
+	$(PY) -m gateway.agents.trusted_types
 	@touch $(STAMP)
 
 run: setup

@@ -63,9 +63,10 @@ def load_agent_blocking(path: Path, tracker_store: TrackerStore, graph_runner: s
     """
     from rasa.core.agent import Agent
 
-    from gateway.agents import speedups
+    from gateway.agents import speedups, trusted_types
 
     speedups.install()
+    trusted_types.install()
     if not path.is_file():
         raise ModelError(f"model archive {path.name} does not exist")
     # A shallow copy shares the conversations but holds this model's domain, so loading a new model
