@@ -22,6 +22,7 @@ from gateway.settings import Settings
 from gateway.storage.redis_client import redis_client
 from gateway.storage.redis_locks import conversation_locks
 from gateway.storage.trackers import tracker_stores_for
+from gateway.storage.turn_buffer import TurnBuffer
 from gateway.training import current_model, model_files
 
 logger = logging.getLogger(__name__)
@@ -118,10 +119,11 @@ async def _agent_pool(app: web.Application) -> AsyncIterator[None]:
     inference = InferenceThread() if settings.server.inference == "thread" else None
     if inference is not None:
         inference.start()
+    turns = TurnBuffer()  # shared: each turn's tracker read and write ride on its lock's round trips
     app[appkeys.POOL] = AgentPool(
         settings.bots,
-        tracker_stores_for(settings, client),
-        conversation_locks(settings, client),
+        tracker_stores_for(settings, client, turns),
+        conversation_locks(settings, client, turns),
         hmac_key=settings.models.hmac_key,
         running_turns=settings.server.running_turns,
         inference=inference,

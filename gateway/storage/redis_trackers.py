@@ -16,18 +16,31 @@ from gateway.errors import TrackerStoreUnavailable
 from gateway.settings import Settings
 from gateway.storage.event_log import EventLogTrackerStore
 from gateway.storage.redis_client import REDIS_ERRORS, key
+from gateway.storage.turn_buffer import TurnBuffer
 
 logger = logging.getLogger(__name__)
 
 
 class RedisTrackerStore(EventLogTrackerStore):
-    """Key `{prefix}:{env}:{lang}:tracker:{sender}` holds a conversation; idle keys expire (TTL)."""
+    """Key `{prefix}:{env}:{lang}:tracker:{sender}` holds a conversation; idle keys expire (TTL).
+
+    With a TurnBuffer shared with the conversation locks, a turn's read and write ride on the lock's
+    round trips (see turn_buffer.py); outside a held turn the store reads and writes Redis itself.
+    """
 
     backend = "redis"
 
-    def __init__(self, client: aioredis.Redis, settings: Settings, lang: str, domain: Any = None) -> None:
+    def __init__(
+        self,
+        client: aioredis.Redis,
+        settings: Settings,
+        lang: str,
+        domain: Any = None,
+        turns: TurnBuffer | None = None,
+    ) -> None:
         super().__init__(lang, domain)
         self.client = client
+        self.turns = turns
         self.ttl_seconds = settings.trackers.ttl_seconds
         self.prefix = key(settings, lang, "tracker", "")
 
@@ -42,6 +55,10 @@ class RedisTrackerStore(EventLogTrackerStore):
         )
 
     async def _read(self, sender_id: str, operation: str) -> bytes | None:
+        if self.turns is not None:
+            known, blob = self.turns.read(self.key(sender_id))
+            if known:
+                return blob
         try:
             blob = await self.client.get(self.key(sender_id))
         except REDIS_ERRORS as exc:
@@ -50,6 +67,8 @@ class RedisTrackerStore(EventLogTrackerStore):
 
     async def _write(self, sender_id: str, blob: bytes) -> None:
         # One SET replaces the whole conversation and refreshes its TTL: readers see old or new, never half.
+        if self.turns is not None and self.turns.write(self.key(sender_id), blob):
+            return  # written by the lock's release, together with it
         try:
             await self.client.set(self.key(sender_id), blob, ex=self.ttl_seconds or None)
         except REDIS_ERRORS as exc:
