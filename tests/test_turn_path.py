@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from collections.abc import Coroutine
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -148,3 +150,49 @@ async def test_a_cancelled_turn_passes_its_slot_on() -> None:
     assert slots.waiting == 0
     with pytest.raises(ValueError, match="at least 1"):
         TurnSlots(0)
+
+
+async def test_a_turn_gives_the_loop_back_between_its_stages(model_paths: dict[str, Path]) -> None:
+    from gateway.agents import dialogue, stages
+    from gateway.agents.loader import LoadedModel, load_agent_blocking
+    from gateway.storage.memory_trackers import InMemoryTrackerStore
+
+    agent = load_agent_blocking(model_paths["en"], InMemoryTrackerStore("en"))
+    model = LoadedModel(agent, model_paths["en"].name, model_paths["en"], None, 0.0, 0.0)
+    plain_agent = load_agent_blocking(model_paths["en"], InMemoryTrackerStore("en"))
+    plain_agent.processor.__class__ = type(plain_agent.processor).__mro__[1]  # Rasa's own MessageProcessor
+    plain = LoadedModel(plain_agent, model.name, model.path, None, 0.0, 0.0)
+
+    async def passes_during(turn: Coroutine[Any, Any, Any]) -> tuple[int, Any]:
+        passes, done = [0], asyncio.Event()
+
+        async def tick() -> None:
+            while not done.is_set():
+                await asyncio.sleep(0)
+                passes[0] += 1
+
+        ticker = asyncio.create_task(tick())
+        await asyncio.sleep(0)  # the ticker is running
+        start = passes[0]
+        try:
+            answer = await turn
+        finally:
+            done.set()
+            await ticker
+        return passes[0] - start, answer
+
+    # In-memory trackers never wait, so Rasa's own turn runs (almost) in one piece; ours also yields after
+    # NLU and after each action (greet: utter_greet, then action_listen).
+    plain_yields, plain_answer = await passes_during(
+        dialogue.run_turn(plain, f"en:{uuid.uuid4().hex}", "hello")
+    )
+    assert plain_yields <= 1
+    yields, answer = await passes_during(dialogue.run_turn(model, f"en:{uuid.uuid4().hex}", "hello"))
+    assert yields >= plain_yields + 3
+    assert answer and answer[0]["utter_action"] == "utter_greet"
+    assert plain_answer[0]["utter_action"] == "utter_greet"
+    # Probes run on a shallow copy of the processor: it yields too, with its own tracker store.
+    probe_yields, probed = await passes_during(dialogue.probe(model, "hello"))
+    assert probe_yields >= 3 and probed[0]["utter_action"] == "utter_greet"
+    stages.yield_between_stages(agent.processor)  # idempotent
+    assert type(agent.processor).__mro__[1].__name__ == "MessageProcessor"

@@ -63,7 +63,7 @@ def load_agent_blocking(path: Path, tracker_store: TrackerStore, graph_runner: s
     """
     from rasa.core.agent import Agent
 
-    from gateway.agents import speedups, trusted_types
+    from gateway.agents import speedups, stages, trusted_types
 
     speedups.install()
     trusted_types.install()
@@ -83,6 +83,7 @@ def load_agent_blocking(path: Path, tracker_store: TrackerStore, graph_runner: s
     tracker_store.domain = agent.domain
     agent.tracker_store = tracker_store
     agent.processor.tracker_store = tracker_store
+    stages.yield_between_stages(agent.processor)
     if graph_runner == "sequential":
         from gateway.agents.graph_runner import SequentialGraphRunner
 
