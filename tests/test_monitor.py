@@ -3,9 +3,9 @@
 Two real failures, no stubs:
 - a truncated model archive (an interrupted upload): the bot never gets a model, every probe fails;
 - a *mute* model: the en bot trained from a domain that lost its responses (e.g. moved to a file the
-  training does not read). Rasa trains and loads it without complaint and it answers nothing at all,
-  which is exactly the broken deployment the monitor exists to catch. It is swapped in through the real
-  `AgentPool.load` path and swapped back to fix it.
+  training does not read). Rasa trains and loads it without complaint and it answers nothing at all, so
+  its warm-up probe refuses it (`probe_failed`): swapped in, the good model keeps answering and the bot
+  never goes down; as the only model at start-up, the bot stays not ready with the reason.
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ import yaml
 from gateway import appkeys
 from gateway.agents.monitor import Monitor
 from gateway.app import create_app
+from gateway.errors import ModelProbeFailed
 from gateway.settings import ROOT, Settings
 from gateway.training import train_bot
 from tests.scrape import scrape_client
@@ -111,7 +112,7 @@ async def test_a_bot_whose_model_is_broken_is_down_until_a_good_model_loads(
     assert ping.status == 200
 
 
-async def test_a_mute_model_takes_its_bot_down_and_the_rollback_brings_it_back(
+async def test_a_mute_model_is_refused_and_the_bot_stays_up_with_the_good_one(
     aiohttp_client: Any,
     settings: Settings,
     model_paths: Mapping[str, Path],
@@ -122,30 +123,42 @@ async def test_a_mute_model_takes_its_bot_down_and_the_rollback_brings_it_back(
     app = create_app(monitored(settings, "en"), lambda _: {"en": model_paths["en"]})
     client = await aiohttp_client(app)
     await app[appkeys.STARTUP]
-    monitor, pool = app[appkeys.MONITOR], app[appkeys.POOL]
+    monitor, swapper = app[appkeys.MONITOR], app[appkeys.SWAPPER]
     await rounds(monitor, 2)
-    assert (await scrape_client(client)).value("gateway_bot_up", lang="en") == 1
+    before = await scrape_client(client)
+    assert before.value("gateway_bot_up", lang="en") == 1
 
-    await pool.load("en", mute_model)  # loads and warms fine: Rasa sees nothing wrong
+    # Rasa loads the mute model without complaint; its warm-up probe gets no reply, so it never answers.
+    with pytest.raises(ModelProbeFailed, match="answered nothing to its probe 'hello'"):
+        await swapper.load_local("en", mute_model)
     await rounds(monitor, 3)
-    down = await scrape_client(client)
-    assert down.value("gateway_bot_up", lang="en") == 0
-    digest = hashlib.sha256(await asyncio.to_thread(mute_model.read_bytes)).hexdigest()
-    assert down.value("gateway_model_info", lang="en", model=mute_model.name, sha256=digest) == 1
-    assert changes(caplog, "en") == ["up", "down"]
-    ping = await client.get("/bots/en/ping")
-    assert ping.status == 503
-    body = await ping.json()
-    assert body["model"] == mute_model.name
-    assert body["reply"] == []
-    assert "no reply to 'hello'" in body["error"]
-
-    await pool.load("en", model_paths["en"])  # roll back to the good model
-    await rounds(monitor, 3)
-    up = await scrape_client(client)
-    assert up.value("gateway_bot_up", lang="en") == 1
-    assert changes(caplog, "en") == ["up", "down", "up"]
+    after = await scrape_client(client)
+    assert after.value("gateway_bot_up", lang="en") == 1
+    assert after.delta(before, "gateway_model_swaps_total", lang="en", result="probe_failed") == 1
+    good = hashlib.sha256(await asyncio.to_thread(model_paths["en"].read_bytes)).hexdigest()
+    assert after.value("gateway_model_info", lang="en", model=model_paths["en"].name, sha256=good) == 1
+    assert changes(caplog, "en") == ["up"]  # never down: the language kept answering
+    ready = await client.get("/readyz")
+    assert ready.status == 200
+    en = (await ready.json())["bots"]["en"]
+    assert en["model"] == model_paths["en"].name
+    assert f"swap to {mute_model.name} failed (probe_failed)" in en["last_error"]
     assert (await client.get("/bots/en/ping")).status == 200
+
+
+async def test_a_mute_model_at_start_up_leaves_its_bot_not_ready_with_the_reason(
+    aiohttp_client: Any, settings: Settings, mute_model: Path
+) -> None:
+    app = create_app(monitored(settings, "en"), lambda _: {"en": mute_model})
+    client = await aiohttp_client(app)
+    await app[appkeys.STARTUP]
+    ready = await client.get("/readyz")
+    assert ready.status == 503
+    body = await ready.json()
+    assert body["waiting"] == ["en"]
+    assert body["bots"]["en"]["state"] == "failed"
+    assert body["bots"]["en"]["model"] is None
+    assert f"model {mute_model.name} answered nothing to its probe" in body["bots"]["en"]["last_error"]
 
 
 async def test_monitor_interval_zero_turns_it_off(aiohttp_client: Any, settings: Settings) -> None:

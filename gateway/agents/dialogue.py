@@ -58,6 +58,11 @@ async def run_turn(
     return list(output.messages)
 
 
+def answered(messages: BotMessages) -> bool:
+    """Whether a turn said anything a user would get: text, an image or a custom (rich) payload."""
+    return any(m.get("text") or m.get("image") or m.get("custom") for m in messages)
+
+
 async def probe(model: LoadedModel, text: str) -> BotMessages:
     """Run `text` through the model on a fresh in-memory tracker; real conversations are untouched."""
     from rasa.core.channels.channel import UserMessage

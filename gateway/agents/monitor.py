@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from gateway import metrics
+from gateway.agents import dialogue
 from gateway.errors import BotNotReady
 from gateway.settings import MonitorSettings
 
@@ -73,9 +74,8 @@ async def probe(
         outcome, error = "failed", f"{type(exc).__name__}: {exc}"
     else:
         reply = tuple(str(m["text"]) for m in messages if m.get("text"))
-        answered = reply or any(m.get("image") or m.get("custom") for m in messages)
-        outcome = "ok" if answered else "failed"
-        if not answered:
+        outcome = "ok" if dialogue.answered(messages) else "failed"
+        if outcome == "failed":
             error = f"no reply to {text!r}"
     result = ProbeResult(
         lang=lang,

@@ -146,11 +146,16 @@ class AgentPool:
                     model.agent.processor.tracker_store, loop
                 )
             try:
-                await self._run(dialogue.probe(model, bot.settings.probe))
+                reply = await self._run(dialogue.probe(model, bot.settings.probe))
             except Exception as exc:  # whatever a fresh model's first turn raises, it cannot serve
                 raise ModelProbeFailed(
                     f"model {path.name} failed its probe {bot.settings.probe!r}: {type(exc).__name__}: {exc}"
                 ) from exc
+            if not dialogue.answered(reply):  # a mute model would leave the language silent
+                raise ModelProbeFailed(
+                    f"model {path.name} answered nothing to its probe {bot.settings.probe!r}: check that its "
+                    "domain has responses for the probe's intent (run `gateway test` before publishing)"
+                )
         except (GatewayError, OSError) as exc:
             if bot.model is not None:  # loading pointed the shared tracker store at the refused domain
                 bot.tracker_store.domain = bot.model.agent.domain
