@@ -14,6 +14,7 @@ from gateway.agents.inference import InferenceThread
 from gateway.agents.model_updates import model_updates
 from gateway.agents.monitor import Monitor
 from gateway.agents.pool import AgentPool
+from gateway.agents.signing import verifier_for
 from gateway.errors import AuthError, BadRequest, TrainingError
 from gateway.routing import access, admin, admin_status, auth, google_auth, health, limits, webhook
 from gateway.routing.inflight import InFlight
@@ -124,7 +125,7 @@ async def _agent_pool(app: web.Application) -> AsyncIterator[None]:
         settings.bots,
         tracker_stores_for(settings, client, turns),
         conversation_locks(settings, client, turns),
-        hmac_key=settings.models.hmac_key,
+        verifier=verifier_for(settings.models),
         running_turns=settings.server.running_turns,
         inference=inference,
         graph_runner=settings.server.graph_runner,

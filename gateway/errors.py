@@ -50,6 +50,10 @@ class InvalidModelName(ModelRejected, ValueError):
     """A model name or sha256 from outside is not a plain archive name / 64 hex digits."""
 
 
+class ModelSignatureInvalid(ModelRejected):
+    """A model archive is unsigned, or not signed by a key this gateway trusts."""
+
+
 class ModelRefusedBefore(ModelRejected):
     """The very same archive (name and sha256) already failed to load here; it is not tried again."""
 

@@ -89,6 +89,8 @@ class ModelSettings:
     s3_access_key_id: str | None = None
     s3_secret_access_key: str | None = field(default=None, repr=False)
     hmac_key: str | None = field(default=None, repr=False)
+    signing_key_file: Path | None = None  # Ed25519 private key: publishers only
+    verify_key_file: Path | None = None  # trusted Ed25519 public keys: gateways
 
 
 @dataclass(frozen=True)
@@ -434,6 +436,8 @@ def _build(raw: Mapping[str, Any], base: Path) -> Settings:
         s3_access_key_id=m.str_("s3_access_key_id", optional=True),
         s3_secret_access_key=m.str_("s3_secret_access_key", optional=True),
         hmac_key=m.str_("hmac_key", optional=True),
+        signing_key_file=m.path("signing_key_file", None, base, optional=True),
+        verify_key_file=m.path("verify_key_file", None, base, optional=True),
     )
     if "{project}" not in models.bucket and "{env}" not in models.bucket:
         raise m.fail(

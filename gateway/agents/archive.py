@@ -1,4 +1,4 @@
-"""Trusting a model archive before Rasa opens it: publisher's sha256, optional HMAC, safe members only.
+"""Trusting a model archive before Rasa opens it: publisher's sha256, signature, safe members only.
 
 Rasa model archives hold pickled objects and Rasa extracts them with `tarfile.extractall`, so an
 untrusted archive is code execution and a crafted one writes outside its folder. Everything here
@@ -16,37 +16,39 @@ import tarfile
 import zlib
 from pathlib import Path
 
+from gateway.agents.signing import MAX_SIGNATURE_CHARS, Signer, Verifier
 from gateway.errors import ModelError, ModelRejected
 from gateway.model_names import show, validate_sha256
+from gateway.storage.model_store import SIGNATURE_SUFFIX
 
 logger = logging.getLogger(__name__)
 
-SIGNATURE_SUFFIX = ".sig"
 MAX_MEMBERS = 20_000
 MAX_UNPACKED_BYTES = 8 * 1024**3
 _CHUNK = 1 << 20
 _DRIVE_RE = re.compile(r"^[A-Za-z]:")
 
 
-def archive_digests(path: Path, hmac_key: str | None = None) -> tuple[str, str | None]:
-    """sha256 of the file and, with `hmac_key`, its HMAC-SHA256 (both hex), in one read."""
+def archive_sha256(path: Path) -> str:
+    """Hex sha256 of the file (blocking: call it from a worker thread)."""
     digest = hashlib.sha256()
-    mac = hmac.new(hmac_key.encode(), digestmod=hashlib.sha256) if hmac_key else None
     try:
         with path.open("rb") as fh:
             while chunk := fh.read(_CHUNK):
                 digest.update(chunk)
-                if mac is not None:
-                    mac.update(chunk)
     except OSError as exc:
         raise ModelError(f"cannot read model archive {path.name}: {exc.strerror}") from None
-    return digest.hexdigest(), mac.hexdigest() if mac is not None else None
+    return digest.hexdigest()
 
 
-def sign_archive(path: Path, hmac_key: str) -> str:
-    """The signature a publisher records for `path`: hex HMAC-SHA256 of its bytes with the shared key."""
-    signature = archive_digests(path, hmac_key)[1]
-    assert signature is not None
+def sign_archive(path: Path, lang: str, signer: Signer) -> str:
+    """Sign `path` as a model of `lang` and write the signature beside it (`<archive>.sig`); returns it."""
+    signature = signer.sign(lang, archive_sha256(path))
+    sidecar = path.with_name(path.name + SIGNATURE_SUFFIX)
+    try:
+        sidecar.write_text(signature + "\n", encoding="ascii")
+    except OSError as exc:
+        raise ModelError(f"cannot write signature file {sidecar}: {exc.strerror or exc}") from None
     return signature
 
 
@@ -104,7 +106,9 @@ def recorded_signature(path: Path) -> str | None:
     """The signature stored next to a local archive (`<archive>.sig`), if any."""
     sidecar = path.with_name(path.name + SIGNATURE_SUFFIX)
     try:
-        return sidecar.read_text(encoding="ascii").strip() or None
+        with sidecar.open("rb") as fh:
+            data = fh.read(MAX_SIGNATURE_CHARS + 1)
+        return data.decode("ascii").strip() or None
     except FileNotFoundError:
         return None
     except (OSError, UnicodeDecodeError):
@@ -112,14 +116,18 @@ def recorded_signature(path: Path) -> str | None:
 
 
 def verify_archive(
-    path: Path, expected_sha256: str | None, hmac_key: str | None, signature: str | None
+    path: Path,
+    expected_sha256: str | None,
+    verifier: Verifier | None = None,
+    signature: str | None = None,
+    lang: str = "",
 ) -> str:
-    """Check `path` before it is loaded; return its sha256 (hex) or raise ModelRejected.
+    """Check `path` before it is loaded as a model of `lang`; return its sha256 (hex) or raise ModelRejected.
 
     - expected_sha256: what the publisher recorded (store metadata or the event); when given, the
       file must match it. None only for archives with no record (e.g. trained on this host).
-    - hmac_key: the shared `models.hmac_key`; when set, `signature` (hex HMAC-SHA256 of the file,
-      see `sign_archive`) is required and must match. A None signature falls back to
+    - verifier: the keys this gateway trusts (see gateway.agents.signing); when it has any, `signature`
+      (from the store) must be valid for this archive and language. A None signature falls back to
       `<archive>.sig` next to the file.
     - Then every member header is checked (see `check_members`) without extracting anything.
     Blocking (reads the whole file): call it from a worker thread.
@@ -127,17 +135,16 @@ def verify_archive(
     expected = validate_sha256(expected_sha256) if expected_sha256 is not None else None
     if not path.is_file():
         raise ModelError(f"model archive {path.name} does not exist")
-    sha256, mac = archive_digests(path, hmac_key)
+    sha256 = archive_sha256(path)
     if expected is not None and not hmac.compare_digest(sha256, expected):
         raise ModelRejected(
             f"model {path.name}: sha256 {sha256[:12]}... does not match the recorded {expected[:12]}..."
         )
-    if hmac_key:
+    if verifier is not None and verifier.required:
+        if not lang:
+            raise ModelError(f"model {path.name}: no language to verify its signature for")
         presented = signature if signature is not None else recorded_signature(path)
-        if presented is None:
-            raise ModelRejected(f"model {path.name} is unsigned but models.hmac_key requires a signature")
-        assert mac is not None
-        if not hmac.compare_digest(presented.strip().lower().encode(), mac.encode()):
-            raise ModelRejected(f"model {path.name}: HMAC signature does not match")
+        signed_by = verifier.verify(path.name, lang, sha256, presented)
+        logger.info("model %s: signature by %s verified", path.name, signed_by)
     check_members(path)
     return sha256

@@ -16,6 +16,7 @@ from gateway.agents import dialogue
 from gateway.agents.archive import verify_archive
 from gateway.agents.inference import InferenceThread, OwnerLoopTrackerStore
 from gateway.agents.loader import LoadedModel, ModelSummary, load_model, summary
+from gateway.agents.signing import Verifier
 from gateway.agents.slots import TurnSlots
 from gateway.errors import BotNotReady, GatewayError, ModelProbeFailed, UnknownBot
 from gateway.settings import BotSettings
@@ -92,7 +93,7 @@ class AgentPool:
         bots: Mapping[str, BotSettings],
         tracker_stores: Mapping[str, TrackerStore],
         locks: ConversationLocks | None = None,
-        hmac_key: str | None = None,
+        verifier: Verifier | None = None,
         running_turns: int = 0,
         inference: InferenceThread | None = None,
         graph_runner: str = "sequential",
@@ -100,7 +101,7 @@ class AgentPool:
         self.bots = {lang: Bot(cfg, tracker_stores[lang]) for lang, cfg in bots.items()}
         # `is None`, not `or`: an idle lock set has length 0 and is falsy.
         self.locks: ConversationLocks = locks if locks is not None else InMemoryLocks()
-        self.hmac_key = hmac_key
+        self.verifier = verifier  # the keys models must be signed with (none: unsigned models load)
         # With an inference thread, turns leave the server's loop altogether.
         self.inference = inference
         self.graph_runner = graph_runner
@@ -138,7 +139,9 @@ class AgentPool:
         started = time.perf_counter()
         try:
             # Before Rasa sees the file: it unpickles and extracts whatever the archive holds.
-            digest = await loop.run_in_executor(None, verify_archive, path, sha256, self.hmac_key, signature)
+            digest = await loop.run_in_executor(
+                None, verify_archive, path, sha256, self.verifier, signature, lang
+            )
             model = await load_model(path, bot.tracker_store, digest, self.graph_runner)
             if self.inference is not None and model.agent.processor is not None:
                 # Tracker-store calls go back to the loop that owns the Redis connections.

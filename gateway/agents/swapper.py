@@ -27,10 +27,11 @@ from gateway.errors import (
     ModelProbeFailed,
     ModelRefusedBefore,
     ModelRejected,
+    ModelSignatureInvalid,
     StorageError,
 )
 from gateway.storage.active_models import ActiveModels
-from gateway.storage.model_store import ModelRef, ModelStore, remove_quietly, sha256_file
+from gateway.storage.model_store import Download, ModelRef, ModelStore, remove_quietly, sha256_file
 
 logger = logging.getLogger(__name__)
 
@@ -55,9 +56,10 @@ class Swapper:
         self._locks = {lang: asyncio.Lock() for lang in pool.bots}
         self._pending: dict[str, ModelRef] = {}
         self._workers: dict[str, asyncio.Task[None]] = {}
-        # Archives (lang, name, sha256) that failed to load or warm: the same bytes fail the same way,
-        # so replays of them (reconciling every minute) cost a HEAD request, not a download and a load.
-        self._refused: dict[tuple[str, str, str], str] = {}
+        # Archives (lang, name, sha256, signature) that failed to load or warm: the same bytes fail the same
+        # way, so replays of them (reconciling every minute) cost a HEAD request, not a download and a load.
+        # The signature is part of the key: signing a refused unsigned archive makes it worth a new try.
+        self._refused: dict[tuple[str, str, str, str], str] = {}
 
     def request(self, lang: str, ref: ModelRef) -> None:
         """Ask for `ref` to answer `lang` soon; replaces any request for `lang` not started yet."""
@@ -107,8 +109,8 @@ class Swapper:
             started = time.perf_counter()
             folder = Path(tempfile.mkdtemp(prefix=f"gateway-swap-{lang}-", dir=self.workdir))
             try:
-                path, sha = await self._fetch(lang, ref, folder)
-                model = await self._load(lang, path, sha)
+                path, fetched = await self._fetch(lang, ref, folder)
+                model = await self._load(lang, path, fetched.sha256, fetched.signature)
             finally:
                 await asyncio.to_thread(remove_quietly, folder)
             logger.info(
@@ -119,8 +121,8 @@ class Swapper:
             )
             return model
 
-    async def _fetch(self, lang: str, ref: ModelRef, folder: Path) -> tuple[Path, str]:
-        """Download `ref` into `folder` and check it against the recorded sha256."""
+    async def _fetch(self, lang: str, ref: ModelRef, folder: Path) -> tuple[Path, Download]:
+        """Download `ref` into `folder` (with its signature) and check it against the recorded sha256."""
         try:
             info = await self.store.info(lang, ref.model)
             if ref.sha256 and info.sha256 and ref.sha256 != info.sha256:
@@ -128,10 +130,11 @@ class Swapper:
                     f"model {ref.model}: announced sha256 {ref.sha256[:12]}... but the store records "
                     f"{info.sha256[:12]}..."
                 )
-            self._check_not_refused(lang, ref.model, ref.sha256 or info.sha256)
+            self._check_not_refused(lang, ref.model, ref.sha256 or info.sha256, info.signature)
             path = folder / ref.model
-            actual = await self.store.download(lang, ref.model, path)
-            self._check_not_refused(lang, ref.model, actual)
+            fetched = await self.store.download(lang, ref.model, path)
+            actual = fetched.sha256
+            self._check_not_refused(lang, ref.model, actual, fetched.signature)
         except ModelRefusedBefore:
             raise
         except ModelRejected as exc:
@@ -147,18 +150,22 @@ class Swapper:
                 f"expected {expected[:12]}... (corrupt or tampered)"
             )
             self._refuse(lang, ref.model, SwapResult.REJECTED, mismatch)
-        return path, actual
+        return path, fetched
 
-    async def _load(self, lang: str, path: Path, sha256: str) -> LoadedModel:
-        """Load and warm `path` through the pool (which swaps it in), with metrics."""
+    async def _load(self, lang: str, path: Path, sha256: str, signature: str | None = None) -> LoadedModel:
+        """Verify (signature included), load and warm `path` through the pool (which swaps it in)."""
         started = time.perf_counter()
+        refused = (lang, path.name, sha256, signature or "")
         try:
-            model = await self.pool.load(lang, path, sha256)
+            model = await self.pool.load(lang, path, sha256, signature)
         except ModelProbeFailed as exc:
-            self._refused[(lang, path.name, sha256)] = str(exc)
+            self._refused[refused] = str(exc)
             self._refuse(lang, path.name, SwapResult.PROBE_FAILED, exc)
+        except ModelSignatureInvalid as exc:  # not signed by a trusted key: never trusted, never loaded
+            self._refused[refused] = str(exc)
+            self._refuse(lang, path.name, SwapResult.REJECTED, exc)
         except (GatewayError, OSError) as exc:
-            self._refused[(lang, path.name, sha256)] = str(exc)
+            self._refused[refused] = str(exc)
             self._refuse(lang, path.name, SwapResult.LOAD_FAILED, exc)
         metrics.MODEL_LOAD_DURATION.labels(lang).observe(time.perf_counter() - started)
         metrics.SWAPS.labels(lang, SwapResult.SUCCESS.value).inc()
@@ -166,8 +173,8 @@ class Swapper:
         metrics.MODEL_LOADED_AT.labels(lang).set(model.loaded_at)
         return model
 
-    def _check_not_refused(self, lang: str, name: str, sha256: str | None) -> None:
-        reason = self._refused.get((lang, name, sha256 or ""))
+    def _check_not_refused(self, lang: str, name: str, sha256: str | None, signature: str | None) -> None:
+        reason = self._refused.get((lang, name, sha256 or "", signature or ""))
         if reason is not None:
             logger.debug("bot %s: not retrying %s: %s", lang, name, reason)
             raise ModelRefusedBefore(f"model {name} was refused before and has not changed: {reason}")

@@ -1,8 +1,10 @@
 """The model store: where published model archives live (a local folder, or S3), each with its sha256.
 
 Layout (both backends): per language, plain `*.tar.gz` archive names. The local store keeps
-`<path>/<lang>/<name>` plus a `<name>.sha256` sidecar; the S3 store keeps the bucket `{project}-{lang}`
-(what the original pipeline uploads to) with the digest in the object's `sha256` metadata.
+`<path>/<lang>/<name>` plus a `<name>.sha256` sidecar and, when signed, a `<name>.sig` sidecar; the S3 store
+keeps the bucket `{project}-{lang}` (what the original pipeline uploads to) with the digest in the object's
+`sha256` metadata and the signature in its `signature` metadata. The store keeps signatures (detached JSON
+text, see gateway.agents.signing) but never judges them: gateways verify before loading.
 """
 
 from __future__ import annotations
@@ -25,6 +27,8 @@ from gateway.settings import Settings
 logger = logging.getLogger(__name__)
 
 SIDECAR_SUFFIX = ".sha256"
+SIGNATURE_SUFFIX = ".sig"
+MAX_SIGNATURE_BYTES = 1024
 CHUNK_BYTES = 1 << 20
 _LANG_RE = re.compile(r"^[a-z]{2,3}$")
 # Small files kept beside an archive (its test record, `<stem>.tests.json`); never listed as models.
@@ -71,6 +75,7 @@ class ModelInfo:
     size: int
     sha256: str | None
     modified: float  # unix time of the upload
+    signature: str | None = None  # the publisher's detached signature, verified by gateways
 
     @property
     def ref(self) -> ModelRef:
@@ -79,6 +84,14 @@ class ModelInfo:
     def to_json(self) -> dict[str, Any]:
         """JSON-friendly form."""
         return {"model": self.name, "size": self.size, "sha256": self.sha256, "modified": self.modified}
+
+
+@dataclass(frozen=True)
+class Download:
+    """What a download wrote: the sha256 of its bytes and the signature stored with them."""
+
+    sha256: str
+    signature: str | None = None
 
 
 class ModelStore(Protocol):
@@ -92,11 +105,13 @@ class ModelStore(Protocol):
     async def info(self, lang: str, name: str) -> ModelInfo:
         """One archive's metadata, or ModelNotFound."""
 
-    async def put(self, lang: str, source: Path, name: str | None = None) -> ModelInfo:
-        """Upload `source` (as `name`, default its file name) with its sha256."""
+    async def put(
+        self, lang: str, source: Path, name: str | None = None, signature: str | None = None
+    ) -> ModelInfo:
+        """Upload `source` (as `name`, default its file name) with its sha256 and signature (if any)."""
 
-    async def download(self, lang: str, name: str, dest: Path) -> str:
-        """Write the archive to `dest` and return the sha256 of the bytes written."""
+    async def download(self, lang: str, name: str, dest: Path) -> Download:
+        """Write the archive to `dest`; the sha256 of the bytes written and the stored signature."""
 
     async def put_companion(self, lang: str, name: str, data: bytes) -> None:
         """Store a small file beside the archives (a `*.tests.json` test record)."""
@@ -166,18 +181,23 @@ class LocalModelStore:
             raise ModelNotFound(f"model {path.name} not found in {path.parent}") from None
         except OSError as exc:
             raise ModelStoreError(f"cannot read {path}: {exc.strerror}") from exc
-        return ModelInfo(lang, path.name, stat.st_size, _read_sidecar(path), stat.st_mtime)
+        return ModelInfo(
+            lang, path.name, stat.st_size, _read_sidecar(path), stat.st_mtime, _read_signature(path)
+        )
 
     async def info(self, lang: str, name: str) -> ModelInfo:
         """One archive's metadata, or ModelNotFound."""
         return await asyncio.to_thread(self._info_blocking, lang, self._path(lang, name))
 
-    async def put(self, lang: str, source: Path, name: str | None = None) -> ModelInfo:
-        """Copy `source` in (atomically), then write its sha256 sidecar."""
+    async def put(
+        self, lang: str, source: Path, name: str | None = None, signature: str | None = None
+    ) -> ModelInfo:
+        """Copy `source` in (atomically), then write its sha256 and signature sidecars."""
         target = self._path(lang, name or source.name)
-        return await asyncio.to_thread(self._put_blocking, lang, source, target)
+        signature = checked_signature(signature) if signature is not None else None
+        return await asyncio.to_thread(self._put_blocking, lang, source, target, signature)
 
-    def _put_blocking(self, lang: str, source: Path, target: Path) -> ModelInfo:
+    def _put_blocking(self, lang: str, source: Path, target: Path, signature: str | None) -> ModelInfo:
         try:
             target.parent.mkdir(parents=True, exist_ok=True)
             if source.resolve() == target.resolve():
@@ -187,18 +207,24 @@ class LocalModelStore:
                     digest = copy_hashing(handle, target)
             sidecar = target.with_name(target.name + SIDECAR_SUFFIX)
             sidecar.write_text(f"{digest}  {target.name}\n", encoding="ascii")
+            signed = target.with_name(target.name + SIGNATURE_SUFFIX)
+            if signature is None:
+                signed.unlink(missing_ok=True)  # a replaced archive must not keep the old one's signature
+            else:
+                self._put_companion_blocking(signed, (signature + "\n").encode("ascii"))
         except OSError as exc:
             raise ModelStoreError(f"cannot store {source} as {target}: {exc.strerror or exc}") from exc
         return self._info_blocking(lang, target)
 
-    async def download(self, lang: str, name: str, dest: Path) -> str:
-        """Copy the archive to `dest`; returns the sha256 of the copied bytes."""
+    async def download(self, lang: str, name: str, dest: Path) -> Download:
+        """Copy the archive to `dest`; returns the sha256 of the copied bytes and the signature sidecar."""
         return await asyncio.to_thread(self._download_blocking, self._path(lang, name), dest)
 
-    def _download_blocking(self, path: Path, dest: Path) -> str:
+    def _download_blocking(self, path: Path, dest: Path) -> Download:
         try:
             with path.open("rb") as handle:
-                return copy_hashing(handle, dest)
+                digest = copy_hashing(handle, dest)
+            return Download(digest, _read_signature(path))
         except FileNotFoundError:
             raise ModelNotFound(f"model {path.name} not found in {path.parent}") from None
         except OSError as exc:
@@ -247,6 +273,30 @@ def _read_sidecar(path: Path) -> str | None:
     except ValueError:
         logger.warning("ignoring %s: not a sha256 digest", sidecar)
         return None
+
+
+def _read_signature(path: Path) -> str | None:
+    """The `<archive>.sig` sidecar's text (bounded), or None when unsigned."""
+    sidecar = path.with_name(path.name + SIGNATURE_SUFFIX)
+    try:
+        with sidecar.open("rb") as handle:
+            data = handle.read(MAX_SIGNATURE_BYTES + 1)
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        raise ModelStoreError(f"cannot read {sidecar}: {exc.strerror or exc}") from exc
+    # Oversized or non-ASCII text is passed on as is: the gateway's verification names the problem.
+    return data.decode("ascii", errors="replace").strip() or None
+
+
+def checked_signature(signature: str) -> str:
+    """A signature text the stores can keep (one bounded line of ASCII: S3 metadata), or ModelStoreError."""
+    text = signature.strip()
+    if not text or len(text) > MAX_SIGNATURE_BYTES or not text.isascii() or not text.isprintable():
+        raise ModelStoreError(
+            f"a model signature must be one line of at most {MAX_SIGNATURE_BYTES} ASCII characters"
+        )
+    return text
 
 
 def model_store_for(settings: Settings) -> ModelStore:

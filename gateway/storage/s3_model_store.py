@@ -1,4 +1,4 @@
-"""The S3 (AWS, MinIO) model store via aiobotocore: bucket `{project}-{lang}`, sha256 in object metadata."""
+"""The S3 (AWS, MinIO) model store via aiobotocore: bucket `{project}-{lang}`; sha256, signature: metadata."""
 
 from __future__ import annotations
 
@@ -22,7 +22,9 @@ from gateway.settings import Settings
 from gateway.storage.model_store import (
     CHUNK_BYTES,
     MAX_COMPANION_BYTES,
+    Download,
     ModelInfo,
+    checked_signature,
     sha256_file,
     validate_companion_name,
 )
@@ -30,6 +32,7 @@ from gateway.storage.model_store import (
 logger = logging.getLogger(__name__)
 
 SHA_METADATA = "sha256"  # S3 lower-cases user metadata keys; x-amz-meta-sha256 on the wire
+SIGNATURE_METADATA = "signature"  # x-amz-meta-signature: the detached signature JSON
 _NOT_FOUND = {"404", "NoSuchKey", "NoSuchBucket", "NotFound"}
 _HEAD_CONCURRENCY = 8
 # Everything that means "the endpoint failed" rather than "the object is missing".
@@ -133,12 +136,22 @@ class S3ModelStore:
             sha = None
         modified = head.get("LastModified")
         return ModelInfo(
-            lang, name, int(head.get("ContentLength", 0)), sha, modified.timestamp() if modified else 0.0
+            lang,
+            name,
+            int(head.get("ContentLength", 0)),
+            sha,
+            modified.timestamp() if modified else 0.0,
+            metadata.get(SIGNATURE_METADATA),
         )
 
-    async def put(self, lang: str, source: Path, name: str | None = None) -> ModelInfo:
-        """Upload with `x-amz-meta-sha256`; creates the bucket when missing."""
+    async def put(
+        self, lang: str, source: Path, name: str | None = None, signature: str | None = None
+    ) -> ModelInfo:
+        """Upload with `x-amz-meta-sha256` (and `x-amz-meta-signature`); creates the bucket when missing."""
         name = _checked(name or source.name)
+        metadata = {SHA_METADATA: ""}
+        if signature is not None:
+            metadata[SIGNATURE_METADATA] = checked_signature(signature)
         s3 = await self._s3()
         bucket = self.settings.bucket_for(lang)
         try:
@@ -148,7 +161,8 @@ class S3ModelStore:
             raise ModelStoreError(f"cannot read {source}: {exc.strerror or exc}") from exc
         try:
             await self._ensure_bucket(s3, bucket)
-            await s3.put_object(Bucket=bucket, Key=name, Body=body, Metadata={SHA_METADATA: digest})
+            metadata[SHA_METADATA] = digest
+            await s3.put_object(Bucket=bucket, Key=name, Body=body, Metadata=metadata)
         except (ClientError, *_TRANSPORT_ERRORS) as exc:
             raise self._error(exc, lang, name, "upload") from exc
         return await self.info(lang, name)
@@ -201,8 +215,8 @@ class S3ModelStore:
                 if code not in {"BucketAlreadyOwnedByYou", "BucketAlreadyExists"}:
                     raise
 
-    async def download(self, lang: str, name: str, dest: Path) -> str:
-        """Stream the object into `dest` (temp file + rename), hashing on the way."""
+    async def download(self, lang: str, name: str, dest: Path) -> Download:
+        """Stream the object into `dest` (temp file + rename), hashing on the way; with its signature."""
         name = _checked(name)
         s3 = await self._s3()
         digest = hashlib.sha256()
@@ -211,6 +225,8 @@ class S3ModelStore:
         try:
             with os.fdopen(fd, "wb") as out:
                 response = await s3.get_object(Bucket=self.settings.bucket_for(lang), Key=name)
+                # The signature of these very bytes: read with them, not by a separate HEAD.
+                metadata = {str(k).lower(): v for k, v in (response.get("Metadata") or {}).items()}
                 body = response["Body"]
                 async with body:  # releases the connection; read through the wrapper (length check)
                     while chunk := await body.read(CHUNK_BYTES):
@@ -224,7 +240,7 @@ class S3ModelStore:
             if not done:
                 with contextlib.suppress(FileNotFoundError):
                     os.unlink(tmp)
-        return digest.hexdigest()
+        return Download(digest.hexdigest(), metadata.get(SIGNATURE_METADATA))
 
     async def close(self) -> None:
         """Close the client and its connection pool."""

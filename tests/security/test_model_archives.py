@@ -11,8 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from gateway.agents import archive
-from gateway.agents.archive import check_members, sign_archive, verify_archive
+from gateway.agents.archive import check_members, verify_archive
 from gateway.agents.pool import AgentPool, BotState
 from gateway.errors import ModelError, ModelRejected, ModelStoreError
 from gateway.model_names import validate_model_name, validate_sha256
@@ -20,8 +19,6 @@ from gateway.storage.model_store import LocalModelStore
 from gateway.storage.trackers import tracker_stores_for
 from tests.security.conftest import gateway_settings
 from tests.support import responses
-
-HMAC_KEY = "shared-model-signing-key-0123456789"
 
 
 def sha256(path: Path) -> str:
@@ -148,22 +145,6 @@ def test_missing_archive_is_an_error_naming_only_the_file(tmp_path: Path) -> Non
     assert str(tmp_path) not in str(caught.value)
 
 
-def test_hmac_signature_required_when_a_key_is_set(tmp_path: Path, model_paths: dict[str, Path]) -> None:
-    path = tmp_path / "signed.tar.gz"
-    path.write_bytes(model_paths["en"].read_bytes())
-    good = sign_archive(path, HMAC_KEY)
-    assert verify_archive(path, sha256(path), HMAC_KEY, good) == sha256(path)
-    assert verify_archive(path, None, HMAC_KEY, good.upper()) == sha256(path)
-    with pytest.raises(ModelRejected, match="unsigned"):
-        verify_archive(path, sha256(path), HMAC_KEY, None)
-    for bad in (sign_archive(path, HMAC_KEY + "-other"), "0" * 64, "garbage", ""):
-        with pytest.raises(ModelRejected, match="HMAC signature does not match"):
-            verify_archive(path, sha256(path), HMAC_KEY, bad)
-    # The signature can sit next to a local archive.
-    path.with_name(path.name + archive.SIGNATURE_SUFFIX).write_text(good + "\n", encoding="ascii")
-    assert verify_archive(path, None, HMAC_KEY, None) == sha256(path)
-
-
 @pytest.mark.parametrize(
     "name",
     [
@@ -211,9 +192,9 @@ def test_plain_model_names_pass(model_paths: dict[str, Path]) -> None:
     assert validate_sha256(" " + "AB" * 32 + " ") == "ab" * 32
 
 
-def _pool(hmac_key: str | None = None) -> AgentPool:
+def _pool() -> AgentPool:
     settings = gateway_settings()
-    return AgentPool(settings.bots, tracker_stores_for(settings), hmac_key=hmac_key)
+    return AgentPool(settings.bots, tracker_stores_for(settings))
 
 
 async def _greets_in_english(pool: AgentPool) -> bool:
@@ -253,21 +234,4 @@ async def test_hostile_archives_built_from_a_real_model_never_reach_rasa(
             await pool.load("en", path, sha256(path))
         assert pool.get("en").model is first, case
         assert list(outside.iterdir()) == [], case  # nothing was extracted anywhere
-    assert await _greets_in_english(pool)
-
-
-async def test_pool_with_hmac_key_loads_only_signed_models(
-    tmp_path: Path, model_paths: dict[str, Path]
-) -> None:
-    pool = _pool(hmac_key=HMAC_KEY)
-    path = tmp_path / model_paths["en"].name
-    path.write_bytes(model_paths["en"].read_bytes())
-    with pytest.raises(ModelRejected, match="unsigned"):
-        await pool.load("en", path)
-    assert pool.get("en").model is None
-    assert pool.get("en").state is BotState.FAILED
-    with pytest.raises(ModelRejected, match="HMAC"):
-        await pool.load("en", path, signature=sign_archive(path, "another-key-of-enough-length"))
-    loaded = await pool.load("en", path, sha256(path), sign_archive(path, HMAC_KEY))
-    assert pool.get("en").model is loaded
     assert await _greets_in_english(pool)

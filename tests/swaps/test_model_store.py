@@ -14,7 +14,7 @@ import pytest
 from gateway.errors import ModelNotFound, ModelStoreError
 from gateway.model_names import validate_model_name
 from gateway.settings import load_settings
-from gateway.storage.model_store import LocalModelStore, ModelStore, model_store_for
+from gateway.storage.model_store import Download, LocalModelStore, ModelStore, model_store_for
 from tests.support import S3Server, free_port
 
 
@@ -69,9 +69,41 @@ async def test_download_writes_the_same_bytes_and_returns_their_sha256(
     out = tmp_path / "out"
     out.mkdir()
     dest = out / "copy.tar.gz"
-    assert await store.download("de", "renamed.tar.gz", dest) == sha
+    assert await store.download("de", "renamed.tar.gz", dest) == Download(sha, None)
     assert dest.read_bytes() == source.read_bytes()
     assert [p.name for p in out.iterdir()] == ["copy.tar.gz"]  # no temp leftovers
+
+
+SIGNATURE = '{"v":1,"alg":"ed25519","key_id":"0123456789abcdef","sig":"c2lnbmF0dXJlK2J5dGVzLz0="}'
+
+
+async def test_the_signature_is_kept_with_the_archive_and_returned_by_download(
+    store: ModelStore, tmp_path: Path
+) -> None:
+    source, sha = archive(tmp_path, "20260101T000000Z-dddddddddddd.tar.gz", 10)
+    put = await store.put("en", source, signature=SIGNATURE)
+    assert put.signature == SIGNATURE
+    assert (await store.info("en", source.name)).signature == SIGNATURE
+    assert [i.signature for i in await store.list_models("en")] == [SIGNATURE]
+    out = tmp_path / "out"
+    out.mkdir()
+    assert await store.download("en", source.name, out / source.name) == Download(sha, SIGNATURE)
+    assert [p.name for p in out.iterdir()] == [source.name]  # the signature travels in the return value
+    # Replacing the archive replaces its signature: an unsigned upload leaves no stale one behind.
+    again, again_sha = archive(tmp_path, source.name, 20)
+    assert (await store.put("en", again)).signature is None
+    assert await store.download("en", source.name, out / "again.tar.gz") == Download(again_sha, None)
+
+
+@pytest.mark.parametrize("bad", ["", "x" * 1025, "two\nlines", "non-ascii é"])
+async def test_signatures_the_stores_cannot_keep_are_refused_before_the_upload(
+    store: ModelStore, tmp_path: Path, bad: str
+) -> None:
+    source, _ = archive(tmp_path, "m.tar.gz", 10)
+    with pytest.raises(ModelStoreError, match="signature must be one line"):
+        await store.put("en", source, signature=bad)
+    with pytest.raises(ModelNotFound):
+        await store.info("en", "m.tar.gz")
 
 
 async def test_put_of_the_same_name_replaces_the_archive_and_its_sha256(
@@ -162,3 +194,6 @@ async def test_local_store_keeps_a_sha256sum_sidecar(tmp_path: Path) -> None:
     await local.put("pl", source)
     sidecar = tmp_path / "store" / "pl" / "m.tar.gz.sha256"
     assert sidecar.read_text() == f"{sha}  m.tar.gz\n"
+    await local.put("pl", source, signature=SIGNATURE)
+    assert (tmp_path / "store" / "pl" / "m.tar.gz.sig").read_text() == SIGNATURE + "\n"
+    assert [i.name for i in await local.list_models("pl")] == ["m.tar.gz"]  # sidecars are not models
