@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from gateway.errors import ConfigError
@@ -36,6 +37,17 @@ def select_langs(settings: Settings, which: str | list[str] | None) -> list[str]
             "(bots.languages in config/gateway.yml)"
         )
     return [lang for lang in settings.bots if lang in names]
+
+
+def add_sign_key(parser: argparse.ArgumentParser) -> None:
+    """The `--sign-key FILE` option of the commands that sign models."""
+    parser.add_argument(
+        "--sign-key",
+        type=Path,
+        metavar="FILE",
+        help="Ed25519 private key (PEM, from `gateway keygen`) that signs the model; default "
+        "models.signing_key_file, else models.hmac_key, else unsigned",
+    )
 
 
 def config_name(prod: bool) -> str:

@@ -6,7 +6,14 @@ import argparse
 import asyncio
 from pathlib import Path
 
-from gateway.commands.common import Subparsers, config_name, say, select_langs, settings_from_args
+from gateway.commands.common import (
+    Subparsers,
+    add_sign_key,
+    config_name,
+    say,
+    select_langs,
+    settings_from_args,
+)
 from gateway.errors import ModelNotFound
 from gateway.settings import Settings
 
@@ -18,7 +25,9 @@ def register(sub: Subparsers) -> None:
         help="upload a tested model to the store, make it active and announce it",
         description="Uploads MODEL (default: the bot's current model) with its sha256 and test record to "
         "this environment's model store, records it as the active model in Redis and publishes the event. "
-        "Refuses a model whose `gateway test` verdict is missing, failed or stale, unless --force.",
+        "Refuses a model whose `gateway test` verdict is missing, failed or stale, unless --force. "
+        "Signs it with --sign-key (or models.signing_key_file / models.hmac_key), else uploads the "
+        "signature `gateway train` left beside it (<model>.sig).",
     )
     parser.add_argument("lang", help="language code")
     parser.add_argument("model", nargs="?", help="archive path, or a file name in models/<lang>/")
@@ -26,6 +35,7 @@ def register(sub: Subparsers) -> None:
     parser.add_argument(
         "--prod", action="store_true", help="default to the model trained from config.prod.yml"
     )
+    add_sign_key(parser)
     parser.set_defaults(run=run)
 
 
@@ -41,7 +51,7 @@ def run(args: argparse.Namespace) -> int:
         model = model_to_test(settings, lang, config_name(args.prod))
     else:
         model = local_model(settings, lang, args.model)
-    asyncio.run(publish(settings, lang, model, force=args.force))
+    asyncio.run(publish(settings, lang, model, force=args.force, sign_key=args.sign_key))
     return 0
 
 
@@ -58,15 +68,23 @@ def local_model(settings: Settings, lang: str, given: str) -> Path:
     raise ModelNotFound(f"model {given} not found: no such file, nor in {folder}; trained there: {listed}")
 
 
-async def publish(settings: Settings, lang: str, model: Path, *, force: bool = False) -> None:
-    """Upload, activate and announce `model`, with progress lines."""
+async def publish(
+    settings: Settings, lang: str, model: Path, *, force: bool = False, sign_key: Path | None = None
+) -> None:
+    """Upload, sign, activate and announce `model`, with progress lines."""
+    from gateway.agents.signing import signer_for
     from gateway.delivery.records import read_record
     from gateway.delivery.release import release, where
 
     record = read_record(model)
+    signer = signer_for(settings.models, sign_key)
     async with release(settings) as target:
         say(f"{lang}: publishing {model.name} to {where(settings, lang)} ({settings.environment})")
-        info = await target.publish(lang, model, record, force=force)
+        info = await target.publish(lang, model, record, force=force, signer=signer)
+        if info.signature is None:
+            say(f"{lang}: {info.name} is unsigned (no --sign-key, models.signing_key_file or hmac_key)")
+        elif signer is not None:
+            say(f"{lang}: signed {info.name} with key {signer.key_id}")
         if force and (record is None or not record.passed):
             say(f"{lang}: WARNING: published without a passing test record (--force)")
         say(

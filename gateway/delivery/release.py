@@ -16,6 +16,8 @@ from pathlib import Path
 
 import redis.asyncio as aioredis
 
+from gateway.agents.archive import recorded_signature
+from gateway.agents.signing import SIGN_HINT, Signer, verifier_for
 from gateway.delivery.records import (
     RECORD_SUFFIX,
     EvaluationRecord,
@@ -77,22 +79,56 @@ class Release:
         return await self.active.get(lang)
 
     async def publish(
-        self, lang: str, model: Path, record: EvaluationRecord | None, *, force: bool = False
+        self,
+        lang: str,
+        model: Path,
+        record: EvaluationRecord | None,
+        *,
+        force: bool = False,
+        signer: Signer | None = None,
     ) -> ModelInfo:
-        """Upload `model` (and its test record), make it active and announce it."""
+        """Upload `model`, its test record and signature (by `signer`, else `<model>.sig`); activate it."""
         digest = sha256_file(model)
         if not force:
             record = require_passed(model, digest)
-        info = await self.upload(lang, model, digest, record)
+        signature = self.signature(lang, model.name, digest, recorded_signature(model), signer)
+        info = await self.upload(lang, model, digest, record, signature)
         await self.activate(lang, info)
         return info
 
-    async def upload(self, lang: str, model: Path, digest: str, record: EvaluationRecord | None) -> ModelInfo:
-        """Put the archive and its record into the store; checks the stored sha256."""
+    def signature(
+        self, lang: str, name: str, digest: str, carried: str | None, signer: Signer | None
+    ) -> str | None:
+        """The signature to store with an archive: a new one by `signer`, else the one it `carried`.
+
+        When this environment's gateways require signatures (models.verify_key_file, models.hmac_key), an
+        unsigned archive is refused here, and the signature is checked with their keys, so a model they
+        would refuse is never made active.
+        """
+        signature = signer.sign(lang, digest) if signer is not None else carried
+        verifier = verifier_for(self.settings.models)
+        if verifier.required:
+            if signature is None:
+                raise DeliveryError(
+                    f"model {name} is unsigned, but {self.settings.environment} gateways accept only models "
+                    f"signed with {verifier.trusted()}: {SIGN_HINT}"
+                )
+            verifier.verify(name, lang, digest, signature)
+        return signature
+
+    async def upload(
+        self,
+        lang: str,
+        model: Path,
+        digest: str,
+        record: EvaluationRecord | None,
+        signature: str | None = None,
+    ) -> ModelInfo:
+        """Put the archive, its signature and its record into the store; checks the stored sha256."""
         try:
             if record is not None:
                 await self.store.put_companion(lang, companion_name(model.name), record.to_json().encode())
-            info = await self.store.put(lang, model)
+            info = await self.store.put(lang, model, signature=signature)
         except ModelStoreError as exc:
             raise ModelStoreError(f"{exc} ({_store_hint(self.settings)})") from exc
         if info.sha256 != digest:
@@ -119,18 +155,24 @@ class Release:
         await self.bus.publish(lang, rolled.current)
         return rolled
 
-    async def fetch(self, lang: str, name: str, folder: Path) -> tuple[Path, EvaluationRecord | None]:
-        """Download archive `name` and its test record (if any) into `folder/<lang>/`; checks the sha256."""
+    async def fetch(
+        self, lang: str, name: str, folder: Path
+    ) -> tuple[Path, EvaluationRecord | None, str | None]:
+        """Download archive `name`, its test record and signature (if any) into `folder/<lang>/`.
+
+        Checks the sha256 the store recorded.
+        """
         info = await self.find(lang, name)
         dest = folder / lang / name
         dest.parent.mkdir(parents=True, exist_ok=True)
-        digest = await self.store.download(lang, name, dest)
+        fetched = await self.store.download(lang, name, dest)
+        digest = fetched.sha256
         if info.sha256 is not None and digest != info.sha256:
             raise ModelStoreError(f"{name} downloaded with sha256 {digest}, the store recorded {info.sha256}")
         data = await self.store.get_companion(lang, companion_name(name))
         if data is not None:
             record_path(dest).write_bytes(data)
-        return dest, read_record(dest)
+        return dest, read_record(dest), fetched.signature
 
 
 @contextlib.asynccontextmanager
@@ -178,8 +220,15 @@ def _not_found(settings: Settings, lang: str, name: str, stored: list[ModelInfo]
     return f"model {name} not found in {where(settings, lang)} ({settings.environment}); stored: {listed}"
 
 
-async def promote(source: Settings, target: Settings, lang: str, *, force: bool = False) -> ModelInfo:
-    """Copy `source`'s active model of `lang` (bytes, sha256, test record) into `target` and activate it."""
+async def promote(
+    source: Settings, target: Settings, lang: str, *, force: bool = False, signer: Signer | None = None
+) -> ModelInfo:
+    """Copy `source`'s active `lang` model (bytes, sha256, test record, signature) to `target`; activate it.
+
+    The signature travels with the bytes; with `signer` the copy is signed anew (after the carried
+    signature is checked, when this host has verification keys: re-signing must not launder a tampered
+    staging archive).
+    """
     async with release(source) as src, release(target) as dst:
         record = await src.current(lang)
         if record is None:
@@ -188,10 +237,14 @@ async def promote(source: Settings, target: Settings, lang: str, *, force: bool 
                 f"run `gateway --env {source.environment} publish {lang}` first"
             )
         with tempfile.TemporaryDirectory(prefix="gateway-promote-") as tmp:
-            path, tests = await src.fetch(lang, record.current.model, Path(tmp))
+            path, tests, carried = await src.fetch(lang, record.current.model, Path(tmp))
             digest = sha256_file(path)
             if not force:
                 tests = require_passed(path, digest)
-            info = await dst.upload(lang, path, digest, tests)
+            verifier = verifier_for(source.models)
+            if signer is not None and carried is not None and verifier.required:
+                verifier.verify(path.name, lang, digest, carried)
+            signature = dst.signature(lang, path.name, digest, carried, signer)
+            info = await dst.upload(lang, path, digest, tests, signature)
         await dst.activate(lang, info)
         return info
