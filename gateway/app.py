@@ -15,7 +15,18 @@ from gateway.agents.model_updates import model_updates
 from gateway.agents.monitor import Monitor
 from gateway.agents.pool import AgentPool
 from gateway.errors import AuthError, BadRequest, TrainingError
-from gateway.routing import access, admin, admin_status, auth, encoding, google_auth, health, limits, webhook
+from gateway.routing import (
+    access,
+    admin,
+    admin_status,
+    auth,
+    encoding,
+    google_auth,
+    health,
+    limits,
+    surface,
+    webhook,
+)
 from gateway.routing.inflight import InFlight
 from gateway.routing.locale import LocaleRouter
 from gateway.settings import Settings
@@ -78,6 +89,7 @@ def create_app(settings: Settings, resolve_models: ModelResolver = newest_local_
             in_flight.middleware,
             access.access_middleware,
             errors_middleware,
+            surface.listener_guard,  # with a management listener: which routes each port serves
             encoding.identity_only,  # compressed bodies: 415 before anything reads them
             auth.admin_guard,
         ],

@@ -42,6 +42,17 @@ async def serve(app: web.Application, settings: ServerSettings, *, reuse_port: b
     runner = web.AppRunner(app, access_log=None, shutdown_timeout=_CLOSE_SECONDS)
     await runner.setup()
     try:
+        if settings.management_port is not None:
+            # Same app, second site: /metrics, /bots, /admin/* (see gateway/routing/surface.py).
+            management = web.TCPSite(
+                runner, settings.management_host, settings.management_port, reuse_port=reuse_port or None
+            )
+            await management.start()
+            if not reuse_port:
+                print(
+                    f"gateway: management on http://{settings.management_host}:{settings.management_port}",
+                    flush=True,
+                )
         site = web.TCPSite(runner, settings.host, settings.port, reuse_port=reuse_port or None)
         await site.start()
         if not reuse_port:  # workers: the supervisor says it once

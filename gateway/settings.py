@@ -67,6 +67,9 @@ class ServerSettings:
     running_turns: int = 1
     inference: str = "loop"
     graph_runner: str = "sequential"
+    # Management listener (/metrics, /bots, /admin/*, /console/): off while the port is None.
+    management_host: str | None = None
+    management_port: int | None = None
 
 
 @dataclass(frozen=True)
@@ -366,6 +369,20 @@ class _Reader:
         return path if path.is_absolute() else base / path
 
 
+def _management_listener(s: _Reader) -> dict[str, Any]:
+    """server.management_host/port: both None (off), or where /metrics, /bots and /admin/* are served."""
+    host = s.str_("management_host", optional=True)
+    raw_port = s.raw.get("management_port")
+    if raw_port is None or raw_port == "":  # unset (YAML null, or an empty environment value)
+        if host is not None:
+            raise s.fail("management_port", raw_port, "a port from 1 to 65535 when management_host is set")
+        return {}
+    port = s.int_("management_port", 0, 1, 65535)
+    if port == s.int_("port", 8080, 0, 65535):
+        raise s.fail("management_port", port, "a port other than server.port (the public listener)")
+    return {"management_host": host or s.str_("host", "0.0.0.0"), "management_port": port}
+
+
 def _trusted_url(url: str) -> bool:
     """https anywhere; plain http only to this machine (a local JWKS server in tests)."""
     parts = urlsplit(url)
@@ -435,6 +452,7 @@ def _build(raw: Mapping[str, Any], base: Path) -> Settings:
         running_turns=s.int_("running_turns", 1, 0, 1024),
         inference=s.choice("inference", "loop", ("loop", "thread")),
         graph_runner=s.choice("graph_runner", "sequential", ("sequential", "dask")),
+        **_management_listener(s),
     )
     rd = top.section("redis")
     redis_url = rd.str_("url", optional=True)
