@@ -330,7 +330,10 @@ def check(line: Line, harness: Harness) -> None:
             "`gateway ...` command",
         )
         return
-    runner(line, harness)
+    try:
+        runner(line, harness)
+    except FileNotFoundError as exc:  # a tool the README uses is missing here: say which
+        harness.fail(line, f"{exc.filename} is not installed on this machine (the README uses it)")
 
 
 # --- the harness and the tests -------------------------------------------------------------------------
