@@ -6,6 +6,10 @@ Real gateway processes (one single-process, one with two SO_REUSEPORT workers) o
 from __future__ import annotations
 
 import json
+import os
+import socket
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,7 +19,7 @@ import aiohttp
 import pytest
 
 from gateway.errors import ConfigError
-from gateway.settings import load_settings
+from gateway.settings import ROOT, load_settings
 from tests.support import GatewayProcess, RedisServer, builder_request, free_port, responses
 
 TOKEN = "management-test-token-0123456789"
@@ -170,3 +174,37 @@ def test_management_settings() -> None:
         load_settings(env={"GATEWAY_SERVER_MANAGEMENT_PORT": "8080"})
     with pytest.raises(ConfigError, match=r"management_port='9o90': allowed an integer from 1 to 65535"):
         load_settings(env={"GATEWAY_SERVER_MANAGEMENT_PORT": "9o90"})
+
+
+@pytest.mark.parametrize("role", ["management", "public"])
+def test_a_port_someone_else_holds_is_one_clear_line(role: str, tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        held = taken.getsockname()[1]
+        other = free_port()
+        public, management = (other, held) if role == "management" else (held, other)
+        env = {k: v for k, v in os.environ.items() if not k.startswith("GATEWAY_")}
+        env.update(GATEWAY_SERVER_MANAGEMENT_PORT=str(management), GATEWAY_MONITOR_INTERVAL_SECONDS="0")
+        env["GATEWAY_BOTS_MODELS_DIR"] = str(tmp_path)  # no models: nothing to load before it gives up
+        result = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "gateway",
+                "serve",
+                "--no-train",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(public),
+            ],
+            cwd=ROOT,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+    assert result.returncode == 1
+    assert f"gateway: cannot listen on http://127.0.0.1:{held} ({role}): " in result.stderr
+    assert "Traceback" not in result.stderr
