@@ -16,7 +16,18 @@ from gateway.agents.monitor import Monitor
 from gateway.agents.pool import AgentPool
 from gateway.agents.signing import verifier_for
 from gateway.errors import AuthError, BadRequest, TrainingError
-from gateway.routing import access, admin, admin_status, auth, google_auth, health, limits, webhook
+from gateway.routing import (
+    access,
+    admin,
+    admin_status,
+    auth,
+    encoding,
+    google_auth,
+    health,
+    limits,
+    surface,
+    webhook,
+)
 from gateway.routing.inflight import InFlight
 from gateway.routing.locale import LocaleRouter
 from gateway.settings import Settings
@@ -75,9 +86,16 @@ def create_app(settings: Settings, resolve_models: ModelResolver = newest_local_
     app = web.Application(
         # In-flight tracking is outermost so shutdown waits for every request; the access log comes
         # next so it sees the final status of every request, errors included.
-        middlewares=[in_flight.middleware, access.access_middleware, errors_middleware, auth.admin_guard],
+        middlewares=[
+            in_flight.middleware,
+            access.access_middleware,
+            errors_middleware,
+            surface.listener_guard,  # with a management listener: which routes each port serves
+            encoding.identity_only,  # compressed bodies: 415 before anything reads them
+            auth.admin_guard,
+        ],
         client_max_size=settings.server.max_body_bytes,
-        handler_args=limits.handler_args(settings),
+        handler_args={**limits.handler_args(settings), **encoding.handler_args()},
     )
     app[appkeys.IN_FLIGHT] = in_flight
     app[appkeys.SETTINGS] = settings

@@ -15,6 +15,7 @@ import signal
 from aiohttp import web
 
 from gateway import appkeys
+from gateway.errors import GatewayError
 from gateway.settings import ServerSettings
 
 logger = logging.getLogger(__name__)
@@ -42,8 +43,19 @@ async def serve(app: web.Application, settings: ServerSettings, *, reuse_port: b
     runner = web.AppRunner(app, access_log=None, shutdown_timeout=_CLOSE_SECONDS)
     await runner.setup()
     try:
+        if settings.management_port is not None:
+            # Same app, second site: /metrics, /bots, /admin/* (see gateway/routing/surface.py).
+            management = web.TCPSite(
+                runner, settings.management_host, settings.management_port, reuse_port=reuse_port or None
+            )
+            await _start(management, "management")
+            if not reuse_port:
+                print(
+                    f"gateway: management on http://{settings.management_host}:{settings.management_port}",
+                    flush=True,
+                )
         site = web.TCPSite(runner, settings.host, settings.port, reuse_port=reuse_port or None)
-        await site.start()
+        await _start(site, "public")
         if not reuse_port:  # workers: the supervisor says it once
             print(f"gateway: serving on http://{settings.host}:{settings.port}", flush=True)
         stop = asyncio.Event()
@@ -55,6 +67,14 @@ async def serve(app: web.Application, settings: ServerSettings, *, reuse_port: b
     finally:
         await runner.cleanup()
         logger.info("shutdown complete")
+
+
+async def _start(site: web.TCPSite, role: str) -> None:
+    """Start listening; a port someone else holds is one clear line, not a traceback."""
+    try:
+        await site.start()
+    except OSError as exc:
+        raise GatewayError(f"cannot listen on {site.name} ({role}): {exc.strerror or exc}") from exc
 
 
 async def drain(app: web.Application, site: web.BaseSite, timeout: float) -> None:

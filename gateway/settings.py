@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import re
 from collections.abc import Mapping
@@ -12,6 +13,8 @@ from urllib.parse import urlsplit
 
 import yaml
 
+from gateway import env_values
+from gateway.env_values import EnvText
 from gateway.errors import ConfigError
 
 logger = logging.getLogger(__name__)
@@ -64,6 +67,9 @@ class ServerSettings:
     running_turns: int = 1
     inference: str = "loop"
     graph_runner: str = "sequential"
+    # Management listener (/metrics, /bots, /admin/*, /console/): off while the port is None.
+    management_host: str | None = None
+    management_port: int | None = None
 
 
 @dataclass(frozen=True)
@@ -242,6 +248,7 @@ def _leaf_paths(node: Mapping[str, Any], prefix: tuple[str, ...] = ()) -> dict[s
 
 
 def _apply_env(raw: dict[str, Any], env: Mapping[str, str]) -> None:
+    # Values stay text (EnvText): the reader parses each by its setting's declared type.
     known = _leaf_paths(raw)
     for name, text in env.items():
         if not name.startswith(ENV_PREFIX) or name in _NON_SETTING_ENV:
@@ -250,11 +257,16 @@ def _apply_env(raw: dict[str, Any], env: Mapping[str, str]) -> None:
         if path is None:
             logger.warning("ignoring %s: not a setting (see config/gateway.yml for the keys)", name)
             continue
-        try:
-            value = yaml.safe_load(text) if text.strip() else None
-        except yaml.YAMLError:
-            value = text
-        _set_path(raw, list(path), value)
+        _set_path(raw, list(path), EnvText(text, name))
+
+
+def _secret_keys() -> frozenset[str]:
+    """Dotted keys of secret settings: fields kept out of repr (admin.token, models.hmac_key, ...)."""
+    out: set[str] = set()
+    for section in dataclasses.fields(Settings):
+        if dataclasses.is_dataclass(section.default):
+            out.update(f"{section.name}.{f.name}" for f in dataclasses.fields(section.default) if not f.repr)
+    return frozenset(out)
 
 
 class _Reader:
@@ -276,10 +288,21 @@ class _Reader:
         return _Reader(value, f"{self.key(name)}.")
 
     def fail(self, name: str, value: Any, allowed: str) -> ConfigError:
-        return ConfigError(f"invalid setting {self.key(name)}={value!r}: allowed {allowed}")
+        key = self.key(name)
+        secret = key in _secret_keys() or env_values.looks_secret(key)
+        return ConfigError(
+            f"invalid setting {key}={env_values.shown(value, secret)}: allowed {allowed}"
+            f"{env_values.source(value)}"
+        )
 
     def str_(self, name: str, default: str | None = None, *, optional: bool = False) -> Any:
         value = self.raw.get(name, default)
+        if isinstance(value, EnvText):  # environment text: kept exactly; empty unsets an optional setting
+            if value == "" and not optional:
+                raise self.fail(
+                    name, value, "a non-empty string (an empty value only unsets optional settings)"
+                )
+            return str(value) if value != "" else None
         if value is None:
             if optional:
                 return None
@@ -301,18 +324,33 @@ class _Reader:
 
     def int_(self, name: str, default: int, lo: int, hi: int) -> int:
         value = self.raw.get(name, default)
+        if isinstance(value, EnvText):
+            parsed = env_values.parse_int(value)
+            if parsed is None:
+                raise self.fail(name, value, f"an integer from {lo} to {hi}")
+            value = parsed
         if isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= hi:
             raise self.fail(name, value, f"an integer from {lo} to {hi}")
         return value
 
     def float_(self, name: str, default: float, lo: float, hi: float) -> float:
         value = self.raw.get(name, default)
+        if isinstance(value, EnvText):
+            parsed = env_values.parse_float(value)
+            if parsed is None:
+                raise self.fail(name, value, f"a number from {lo} to {hi}")
+            value = parsed
         if isinstance(value, bool) or not isinstance(value, int | float) or not lo <= value <= hi:
             raise self.fail(name, value, f"a number from {lo} to {hi}")
         return float(value)
 
     def bool_(self, name: str, default: bool) -> bool:
         value = self.raw.get(name, default)
+        if isinstance(value, EnvText):
+            parsed = env_values.parse_bool(value)
+            if parsed is None:
+                raise self.fail(name, value, "true or false (also yes/no, on/off, 1/0)")
+            value = parsed
         if not isinstance(value, bool):
             raise self.fail(name, value, "true or false")
         return value
@@ -331,6 +369,20 @@ class _Reader:
             return None
         path = Path(text).expanduser()
         return path if path.is_absolute() else base / path
+
+
+def _management_listener(s: _Reader) -> dict[str, Any]:
+    """server.management_host/port: both None (off), or where /metrics, /bots and /admin/* are served."""
+    host = s.str_("management_host", optional=True)
+    raw_port = s.raw.get("management_port")
+    if raw_port is None or raw_port == "":  # unset (YAML null, or an empty environment value)
+        if host is not None:
+            raise s.fail("management_port", raw_port, "a port from 1 to 65535 when management_host is set")
+        return {}
+    port = s.int_("management_port", 0, 1, 65535)
+    if port == s.int_("port", 8080, 0, 65535):
+        raise s.fail("management_port", port, "a port other than server.port (the public listener)")
+    return {"management_host": host or s.str_("host", "0.0.0.0"), "management_port": port}
 
 
 def _trusted_url(url: str) -> bool:
@@ -402,6 +454,7 @@ def _build(raw: Mapping[str, Any], base: Path) -> Settings:
         running_turns=s.int_("running_turns", 1, 0, 1024),
         inference=s.choice("inference", "loop", ("loop", "thread")),
         graph_runner=s.choice("graph_runner", "sequential", ("sequential", "dask")),
+        **_management_listener(s),
     )
     rd = top.section("redis")
     redis_url = rd.str_("url", optional=True)

@@ -7,6 +7,7 @@ between workers freely because trackers live in Redis (settings refuse workers >
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import logging
 import os
@@ -15,7 +16,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from types import FrameType
 
@@ -71,12 +72,28 @@ def run_supervisor(settings: Settings, global_args: Sequence[str], *, train: boo
         holder = reserve_port(server.host, server.port)
     except OSError as exc:
         raise GatewayError(f"cannot listen on {server.host}:{server.port}: {exc.strerror}") from exc
-    with holder:
+    with holder, _reserve_management(settings):
         port = int(holder.getsockname()[1])
         command = [*base, "serve", "--host", server.host, "--port", str(port), "--workers",
                    str(server.workers), "--no-train", "--worker-of", str(os.getpid())]  # fmt: skip
         print(f"gateway: serving on http://{server.host}:{port} with {server.workers} workers", flush=True)
         return supervise(server.workers, command, server.shutdown_timeout_seconds)
+
+
+@contextlib.contextmanager
+def _reserve_management(settings: Settings) -> Iterator[None]:
+    """Hold the management port too (every worker binds it with SO_REUSEPORT), when there is one."""
+    host, port = settings.server.management_host, settings.server.management_port
+    if host is None or port is None:
+        yield
+        return
+    try:
+        holder = reserve_port(host, port)
+    except OSError as exc:
+        raise GatewayError(f"cannot listen on {host}:{port} (management): {exc.strerror}") from exc
+    with holder:
+        print(f"gateway: management on http://{host}:{port}", flush=True)
+        yield
 
 
 def supervise(count: int, command: Sequence[str], shutdown_timeout: float) -> int:

@@ -15,7 +15,7 @@ import pytest
 
 from gateway import appkeys
 from gateway.app import create_app
-from gateway.settings import Settings
+from gateway.settings import AdminSettings, Settings
 from tests.support import GatewayProcess, builder_request, responses
 
 
@@ -109,7 +109,9 @@ async def test_a_bot_without_a_model_keeps_readyz_503_and_fails_its_ping(
 async def test_ping_uses_a_throwaway_tracker(
     aiohttp_client: Any, settings: Settings, model_paths: Mapping[str, Path]
 ) -> None:
-    app = create_app(subset(settings, "en"), lambda _: {"en": model_paths["en"]})
+    token = "ping-test-token-0123456789"  # free text (not the probe) is for operators only
+    with_admin = dataclasses.replace(subset(settings, "en"), admin=AdminSettings(token=token))
+    app = create_app(with_admin, lambda _: {"en": model_paths["en"]})
     client = await aiohttp_client(app)
     await app[appkeys.STARTUP]
     store = app[appkeys.POOL].bots["en"].tracker_store
@@ -118,7 +120,11 @@ async def test_ping_uses_a_throwaway_tracker(
     conversations = set(await store.keys())
     assert conversations == {"en:real-user"}
 
-    resp = await client.get("/bots/en/ping", params={"text": "I would like to book a table"})
+    resp = await client.get(
+        "/bots/en/ping",
+        params={"text": "I would like to book a table"},
+        headers={"Authorization": f"Bearer {token}"},
+    )
     assert resp.status == 200
     body = await resp.json()
     assert body["reply"]

@@ -9,7 +9,9 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from gateway import appkeys, metrics
 from gateway.agents import monitor
-from gateway.errors import UnknownBot
+from gateway.errors import AuthError, UnknownBot
+from gateway.routing import surface
+from gateway.routing.auth import require_admin
 from gateway.routing.webhook import error_response, json_response
 
 
@@ -29,6 +31,8 @@ async def readyz(request: web.Request) -> web.Response:
         "bots": bots,
         "pid": os.getpid(),
     }
+    if surface.public_only(request):  # model names and errors only on the management listener
+        del body["bots"]
     return json_response(body, 200 if not waiting else 503)
 
 
@@ -48,6 +52,12 @@ async def ping_bot(request: web.Request) -> web.Response:
     except UnknownBot as exc:
         return error_response(404, str(exc))
     custom = request.query.get("text", "")[: app[appkeys.SETTINGS].server.max_text_chars]
+    if custom and custom != bot.settings.probe:
+        # Free text runs a real turn on any bot: only for operators (the probe text is a health check).
+        try:
+            require_admin(request)
+        except AuthError as exc:
+            raise AuthError(f"?text= needs the admin token: {exc}") from None
     # Only the configured probe text counts as a health probe; free text is a diagnostic.
     result = await monitor.probe(
         pool,
