@@ -14,7 +14,7 @@ import signal
 
 from aiohttp import web
 
-from gateway import appkeys
+from gateway import appkeys, worker_state
 from gateway.settings import ServerSettings
 
 logger = logging.getLogger(__name__)
@@ -42,14 +42,19 @@ async def serve(app: web.Application, settings: ServerSettings, *, reuse_port: b
     runner = web.AppRunner(app, access_log=None, shutdown_timeout=_CLOSE_SECONDS)
     await runner.setup()
     try:
-        site = web.TCPSite(runner, settings.host, settings.port, reuse_port=reuse_port or None)
-        await site.start()
-        if not reuse_port:  # workers: the supervisor says it once
-            print(f"gateway: serving on http://{settings.host}:{settings.port}", flush=True)
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
+        worker = app.get(worker_state.WORKER)
+        if worker is not None and not await worker.may_listen(stop):
+            return  # stopped before its bots were loaded: it never listened
+        site = web.TCPSite(runner, settings.host, settings.port, reuse_port=reuse_port or None)
+        await site.start()
+        if worker is not None:
+            worker.listening()
+        if not reuse_port:  # workers: the supervisor says it once
+            print(f"gateway: serving on http://{settings.host}:{settings.port}", flush=True)
         await stop.wait()
         await drain(app, site, settings.shutdown_timeout_seconds)
     finally:
