@@ -39,6 +39,7 @@ logger = logging.getLogger(__name__)
 MIN_UPTIME_SECONDS = 10.0
 _POLL_SECONDS = 0.1
 _PR_SET_PDEATHSIG = 1
+_DIRECTORY_PREFIX = "gateway-workers-"
 
 
 @dataclass
@@ -88,11 +89,32 @@ def run_supervisor(settings: Settings, global_args: Sequence[str], *, train: boo
         command = [*base, "serve", "--host", server.host, "--port", str(port), "--workers",
                    str(server.workers), "--no-train", "--worker-of", str(os.getpid())]  # fmt: skip
         print(f"gateway: serving on http://{server.host}:{port} with {server.workers} workers", flush=True)
-        directory = Path(tempfile.mkdtemp(prefix="gateway-workers-"))
+        directory = private_directory(Path(tempfile.gettempdir()))
         try:
             return supervise(server.workers, command, server.shutdown_timeout_seconds, directory)
         finally:
             shutil.rmtree(directory, ignore_errors=True)
+
+
+def private_directory(parent: Path) -> Path:
+    """A new directory for this supervisor's workers, named after its pid; the directories of
+    supervisors that are gone (killed with SIGKILL, so they could not clean up) are removed first."""
+    for stale in parent.glob(f"{_DIRECTORY_PREFIX}*-*"):
+        pid = stale.name.removeprefix(_DIRECTORY_PREFIX).split("-", 1)[0]
+        if pid.isdigit() and not _running(int(pid)) and stale.stat().st_uid == os.getuid():
+            logger.info("removing %s, left by a supervisor that is gone", stale)
+            shutil.rmtree(stale, ignore_errors=True)
+    return Path(tempfile.mkdtemp(prefix=f"{_DIRECTORY_PREFIX}{os.getpid()}-", dir=parent))
+
+
+def _running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process
+        return True
+    return True
 
 
 def supervise(count: int, command: Sequence[str], shutdown_timeout: float, directory: Path) -> int:

@@ -19,7 +19,7 @@ import pytest
 
 from gateway.errors import ConfigError
 from gateway.settings import ROOT, load_settings
-from gateway.workers import MIN_UPTIME_SECONDS
+from gateway.workers import MIN_UPTIME_SECONDS, private_directory
 from tests.scrape import Scrape, parse
 from tests.support import GatewayProcess, RedisServer, builder_request, free_port, responses
 
@@ -306,3 +306,18 @@ def test_workers_on_a_port_someone_else_holds_exit_with_a_clear_message() -> Non
     assert result.returncode == 1
     assert f"cannot listen on 127.0.0.1:{port}" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_a_killed_supervisors_directory_is_removed_by_the_next_one(tmp_path: Path) -> None:
+    gone = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True
+    )
+    stale = tmp_path / f"gateway-workers-{int(gone.stdout)}-abc"
+    (stale / "counter_1.db").parent.mkdir()
+    (stale / "counter_1.db").write_bytes(b"")
+    alive = tmp_path / f"gateway-workers-{os.getpid()}-def"  # a supervisor still running
+    alive.mkdir()
+
+    mine = private_directory(tmp_path)
+    assert not stale.exists() and alive.is_dir() and mine.is_dir()
+    assert mine.name.startswith(f"gateway-workers-{os.getpid()}-")
