@@ -33,7 +33,7 @@ REQUEST_LATENCY = Histogram(
     buckets=_LATENCY_BUCKETS,
     registry=REGISTRY,
 )
-# multiprocess_mode: how one scrape of N workers (--workers) merges each gauge; see docs/workers.md.
+# multiprocess_mode: how one scrape of N workers (--workers) merges a gauge; README "With `--workers N`".
 IN_FLIGHT = Gauge(
     "gateway_requests_in_flight",
     "Webhook requests being answered right now.",
