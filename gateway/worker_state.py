@@ -2,7 +2,8 @@
 
 The supervisor writes the roster (`workers.json`): each worker's pid, its index and whether it listens
 from the start (the first workers, so /healthz answers during the initial load) or only once its bots
-are loaded (a worker that replaces a dead one: it takes no webhook before it can answer). Each worker
+are loaded (a worker that replaces a dead one while others serve: it takes no webhook before it can
+answer; with no other worker serving, it listens at once so the port keeps answering /healthz). Each worker
 writes its own state (`worker-<pid>.json`: ready, listening, languages still loading). Whichever
 worker answers /readyz, on whichever port, reads them all: ready once every worker that takes traffic
 is ready. A replacement still loading takes no traffic, so it does not make the pod unready; /readyz
@@ -73,6 +74,15 @@ def read_roster(directory: Path) -> list[RosterEntry]:
 def forget(directory: Path, pid: int) -> None:
     """Remove a dead worker's state file (the supervisor calls this when it exits)."""
     _state_file(directory, pid).unlink(missing_ok=True)
+
+
+def serving(directory: Path) -> int:
+    """How many workers of the roster are ready and listening."""
+    count = 0
+    for entry in read_roster(directory):
+        state = _read_json(_state_file(directory, entry.pid)) or {}
+        count += bool(state.get("ready") and state.get("listening"))
+    return count
 
 
 def aggregate(directory: Path, langs: list[str]) -> tuple[bool, dict[str, Any]]:

@@ -184,7 +184,11 @@ def supervise(count: int, command: Sequence[str], shutdown_timeout: float, direc
                     break
                 logger.error("worker %d (pid %d) exited with %s; starting a new one", worker.index,
                              worker.proc.pid, status)  # fmt: skip
-                workers[position] = spawn(worker.index, worker_state.WHEN_READY)
+                # Listen once ready while others serve; with none serving, at once (503 on /readyz).
+                others_serve = worker_state.serving(directory) > 0
+                workers[position] = spawn(
+                    worker.index, worker_state.WHEN_READY if others_serve else worker_state.AT_START
+                )
                 publish_roster()
     finally:
         for sig, handler in previous.items():

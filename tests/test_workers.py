@@ -225,6 +225,7 @@ async def test_two_workers_share_the_port_and_stop_together(
         assert _wait_gone({victim}, timeout=10) == set()
         replaced = _wait_children(gw.proc.pid, count=2, without={victim}, timeout=30)
         assert len(replaced) == 2 and victim not in replaced
+        respawned = time.monotonic()
         (replacement,) = replaced - {survivor}
 
         # While the replacement loads its bots it takes no traffic: the survivor answers every webhook
@@ -247,9 +248,32 @@ async def test_two_workers_share_the_port_and_stop_together(
         # The dead worker's counts are still in every scrape: totals never go back (no reset for rate()).
         await _scrape_each_worker(gw.url, replaced, sent)
 
+        # Both die: with no worker left serving, a replacement listens at once, so the port answers while
+        # they load (503 on /readyz) instead of refusing connections until one is ready.
+        await asyncio.sleep(max(0.0, MIN_UPTIME_SECONDS + 1 - (time.monotonic() - respawned)))
+        for pid in replaced:
+            os.kill(pid, signal.SIGKILL)
+        assert _wait_gone(replaced, timeout=10) == set()
+        fresh = _wait_children(gw.proc.pid, count=2, without=replaced, timeout=30)
+        assert len(fresh) == 2 and not fresh & replaced
+        first = None
+        while first is None:
+            try:
+                async with (
+                    aiohttp.ClientSession(timeout=_PATIENCE) as http,
+                    http.get(gw.url + "/readyz") as resp,
+                ):
+                    first = resp.status, await resp.json()
+            except aiohttp.ClientConnectionError:  # no one listens yet
+                assert gw.proc.poll() is None, gw.log.read_text()
+                await asyncio.sleep(0.1)
+        assert first[0] == 503 and first[1]["pid"] in fresh, first
+        assert await _pids(gw.url + "/readyz", fresh, timeout=120) == fresh
+        await _scrape_each_worker(gw.url, fresh, sent)
+
         gw.proc.send_signal(signal.SIGTERM)
         assert gw.proc.wait(timeout=30) == 0
-        assert _wait_gone(replaced, timeout=10) == set()
+        assert _wait_gone(fresh, timeout=10) == set()
 
 
 def test_workers_without_redis_are_refused_by_the_settings() -> None:
