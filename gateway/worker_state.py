@@ -72,8 +72,11 @@ def read_roster(directory: Path) -> list[RosterEntry]:
 
 
 def forget(directory: Path, pid: int) -> None:
-    """Remove a dead worker's state file (the supervisor calls this when it exits)."""
-    _state_file(directory, pid).unlink(missing_ok=True)
+    """Remove a worker's state file (the worker when it stops, the supervisor when it exited)."""
+    try:
+        _state_file(directory, pid).unlink(missing_ok=True)
+    except OSError as exc:
+        logger.warning("cannot remove the state of worker %d: %s", pid, exc)
 
 
 def serving(directory: Path) -> int:
@@ -131,10 +134,11 @@ class WorkerState:
         self._waiting: list[str] = []
 
     def publish(self) -> None:
-        _write_json(
-            _state_file(self.directory, os.getpid()),
-            {"ready": self.ready.is_set(), "listening": self._listening, "waiting": self._waiting},
-        )
+        state = {"ready": self.ready.is_set(), "listening": self._listening, "waiting": self._waiting}
+        try:
+            _write_json(_state_file(self.directory, os.getpid()), state)
+        except OSError as exc:  # the others keep reading the last state: at worst 503, never a false 200
+            logger.error("worker %d: cannot publish its state: %s", os.getpid(), exc)
 
     def listening(self) -> None:
         """The server calls this once its listener is bound."""

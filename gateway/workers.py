@@ -138,9 +138,12 @@ def supervise(count: int, command: Sequence[str], shutdown_timeout: float, direc
 
     def publish_roster() -> None:
         running = [worker for worker in workers if worker.proc.returncode is None]
-        worker_state.write_roster(
-            directory, [worker_state.RosterEntry(w.proc.pid, w.index, w.listen) for w in running]
-        )
+        try:
+            worker_state.write_roster(
+                directory, [worker_state.RosterEntry(w.proc.pid, w.index, w.listen) for w in running]
+            )
+        except OSError as exc:  # /readyz keeps the last roster: at worst 503 for a dead worker
+            logger.error("cannot write the worker roster in %s: %s", directory, exc.strerror)
 
     def forget(worker: _Worker) -> None:
         # Its counters and histograms stay (totals never go down); its live gauges and state go.
