@@ -1,14 +1,14 @@
 """Worker readiness shared through the supervisor's private directory (`--workers N`).
 
 The supervisor writes the roster (`workers.json`): each worker's pid, its index and whether it listens
-from the start (the first workers, so /healthz answers during the initial load) or only once its bots
-are loaded (a worker that replaces a dead one while others serve: it takes no webhook before it can
-answer; with no other worker serving, it listens at once so the port keeps answering /healthz). Each worker
-writes its own state (`worker-<pid>.json`: ready, listening, languages still loading). Whichever
-worker answers /readyz, on whichever port, reads them all: ready once every worker that takes traffic
-is ready. A replacement still loading takes no traffic, so it does not make the pod unready; /readyz
-lists it as loading. Files are replaced atomically (write, then rename), so a reader never sees half
-of one.
+from the start (the first workers, so /healthz answers during the initial load) or only once its
+initial load is over (a worker that replaces a dead one while others listen: it takes no webhook
+before it can answer; with no other worker listening, it listens at once so the port keeps answering
+/healthz). Each worker writes its own state (`worker-<pid>.json`: ready, listening, languages still
+loading). Whichever worker answers /readyz, on whichever port, reads them all: ready once every worker
+that takes traffic is ready. A replacement still loading takes no traffic, so it does not make the pod
+unready; /readyz lists it as loading. Files are replaced atomically (write, then rename), so a reader
+never sees half of one.
 """
 
 from __future__ import annotations
@@ -80,11 +80,11 @@ def forget(directory: Path, pid: int) -> None:
 
 
 def serving(directory: Path) -> int:
-    """How many workers of the roster are ready and listening."""
+    """How many workers of the roster listen (and so answer at least /healthz and /readyz)."""
     count = 0
     for entry in read_roster(directory):
         state = _read_json(_state_file(directory, entry.pid)) or {}
-        count += bool(state.get("ready") and state.get("listening"))
+        count += bool(state.get("listening"))
     return count
 
 
@@ -129,7 +129,8 @@ class WorkerState:
     def __init__(self, directory: Path, *, listen_when_ready: bool) -> None:
         self.directory = directory
         self.listen_when_ready = listen_when_ready
-        self.ready = asyncio.Event()
+        self.ready = asyncio.Event()  # every bot has a model
+        self.loaded = asyncio.Event()  # the initial load is over, whatever its outcome
         self._listening = False
         self._waiting: list[str] = []
 
@@ -147,16 +148,20 @@ class WorkerState:
         logger.info("worker %d: listening", os.getpid())
 
     async def may_listen(self, stop: asyncio.Event) -> bool:
-        """True when the server may bind its listener now; False when `stop` came first."""
+        """True when the server may bind its listener now; False when `stop` came first.
+
+        A gated worker waits for its initial load to be over: then it answers like its siblings
+        (a bot whose model failed to load everywhere must not keep the replacement out for good).
+        """
         if not self.listen_when_ready:
             return True
         logger.info("worker %d: loading its bots before taking traffic", os.getpid())
-        ready, stopped = asyncio.ensure_future(self.ready.wait()), asyncio.ensure_future(stop.wait())
-        await asyncio.wait({ready, stopped}, return_when=asyncio.FIRST_COMPLETED)
-        for task in (ready, stopped):
+        loaded, stopped = asyncio.ensure_future(self.loaded.wait()), asyncio.ensure_future(stop.wait())
+        await asyncio.wait({loaded, stopped}, return_when=asyncio.FIRST_COMPLETED)
+        for task in (loaded, stopped):
             task.cancel()
-        await asyncio.gather(ready, stopped, return_exceptions=True)
-        return self.ready.is_set() and not stop.is_set()
+        await asyncio.gather(loaded, stopped, return_exceptions=True)
+        return self.loaded.is_set() and not stop.is_set()
 
     async def follow(self, app: web.Application) -> AsyncIterator[None]:
         """Cleanup context: publish this worker's state, then `ready` once every bot has a model."""
@@ -170,6 +175,7 @@ class WorkerState:
 
     async def _until_ready(self, app: web.Application) -> None:
         await asyncio.wait({app[appkeys.STARTUP]})
+        self.loaded.set()
         pool = app[appkeys.POOL]
         while waiting := pool.not_ready():  # a bot without a model yet: wait for a later swap
             if waiting != self._waiting:

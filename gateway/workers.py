@@ -187,10 +187,10 @@ def supervise(count: int, command: Sequence[str], shutdown_timeout: float, direc
                     break
                 logger.error("worker %d (pid %d) exited with %s; starting a new one", worker.index,
                              worker.proc.pid, status)  # fmt: skip
-                # Listen once ready while others serve; with none serving, at once (503 on /readyz).
-                others_serve = worker_state.serving(directory) > 0
+                # Listen once loaded while others listen; with none listening, at once (503 on /readyz).
+                others_listen = worker_state.serving(directory) > 0
                 workers[position] = spawn(
-                    worker.index, worker_state.WHEN_READY if others_serve else worker_state.AT_START
+                    worker.index, worker_state.WHEN_READY if others_listen else worker_state.AT_START
                 )
                 publish_roster()
     finally:

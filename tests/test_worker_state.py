@@ -59,6 +59,15 @@ def test_a_replacement_loading_behind_a_closed_port_leaves_the_pod_ready(tmp_pat
     assert serving(tmp_path) == 1
 
 
+def test_a_worker_whose_initial_load_failed_takes_traffic_and_is_not_ready(tmp_path: Path) -> None:
+    write_roster(tmp_path, [RosterEntry(11, 0, AT_START), RosterEntry(13, 1, WHEN_READY)])
+    _state(tmp_path, 11, ready=True, listening=True)
+    _state(tmp_path, 13, ready=False, listening=True)  # listens once its load is over, a bot failed
+    ready, details = aggregate(tmp_path, LANGS)
+    assert not ready and details["waiting"] == LANGS
+    assert serving(tmp_path) == 2
+
+
 def test_no_worker_serving_is_not_ready(tmp_path: Path) -> None:
     assert aggregate(tmp_path, LANGS)[0] is False  # no roster yet
     write_roster(tmp_path, [RosterEntry(13, 0, WHEN_READY)])
@@ -76,7 +85,7 @@ async def test_a_worker_waits_for_readiness_or_a_stop_before_listening(tmp_path:
     waiting = asyncio.create_task(gated.may_listen(stop))
     await asyncio.sleep(0)
     assert not waiting.done()
-    gated.ready.set()
+    gated.loaded.set()  # the initial load is over (a bot that failed to load does not keep it out)
     assert await waiting is True
     gated.listening()
     assert '"listening":true' in (tmp_path / f"worker-{os.getpid()}.json").read_text()
