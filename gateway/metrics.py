@@ -8,7 +8,6 @@ from prometheus_client import (
     Gauge,
     GCCollector,
     Histogram,
-    Info,
     PlatformCollector,
     ProcessCollector,
 )
@@ -34,10 +33,12 @@ REQUEST_LATENCY = Histogram(
     buckets=_LATENCY_BUCKETS,
     registry=REGISTRY,
 )
+# multiprocess_mode: how one scrape of N workers (--workers) merges a gauge; README "With `--workers N`".
 IN_FLIGHT = Gauge(
     "gateway_requests_in_flight",
     "Webhook requests being answered right now.",
     registry=REGISTRY,
+    multiprocess_mode="livesum",
 )
 INFERENCE_LATENCY = Histogram(
     "gateway_bot_inference_duration_seconds",
@@ -46,17 +47,53 @@ INFERENCE_LATENCY = Histogram(
     buckets=_LATENCY_BUCKETS,
     registry=REGISTRY,
 )
-MODEL_INFO = Info(
-    "gateway_model",
-    "The model answering for each language.",
-    ["lang"],
-    registry=REGISTRY,
-)
+
+
+class _ModelInfo:
+    """`gateway_model_info{lang,model,sha256} 1`, exposed like an Info metric but kept in a gauge, since
+    prometheus-client's Info has no multiprocess mode; `MODEL_INFO.labels(lang).info({...})` as with Info."""
+
+    def __init__(self) -> None:
+        self.gauge = Gauge(
+            "gateway_model_info",
+            "The model answering for each language.",
+            ["lang", "model", "sha256"],
+            registry=REGISTRY,
+            multiprocess_mode="livemax",
+        )
+        self._current: dict[str, tuple[str, str]] = {}
+
+    def labels(self, lang: str) -> _LangModelInfo:
+        return _LangModelInfo(self, lang)
+
+    def set(self, lang: str, model: str, sha256: str) -> None:
+        old = self._current.get(lang)
+        if old == (model, sha256):
+            return
+        self._current[lang] = (model, sha256)
+        self.gauge.labels(lang, model, sha256).set(1)
+        if old is not None:
+            # Workers share their values through files, which remove() cannot reach: 0 marks it gone.
+            self.gauge.labels(lang, *old).set(0)
+            self.gauge.remove(lang, *old)
+
+
+class _LangModelInfo:
+    def __init__(self, owner: _ModelInfo, lang: str) -> None:
+        self._owner = owner
+        self._lang = lang
+
+    def info(self, val: dict[str, str]) -> None:
+        self._owner.set(self._lang, val["model"], val["sha256"])
+
+
+MODEL_INFO = _ModelInfo()
 MODEL_LOADED_AT = Gauge(
     "gateway_model_loaded_timestamp_seconds",
     "Unix time the answering model of each language was loaded.",
     ["lang"],
     registry=REGISTRY,
+    multiprocess_mode="livemin",
 )
 MODEL_LOAD_DURATION = Histogram(
     "gateway_model_load_duration_seconds",
@@ -99,12 +136,14 @@ EVENT_BUS_CONNECTED = Gauge(
     "gateway_event_bus_connected",
     "1 while the model event subscription is connected.",
     registry=REGISTRY,
+    multiprocess_mode="livemin",
 )
 BOT_UP = Gauge(
     "gateway_bot_up",
     "1 when the bot's last health probe answered, 0 otherwise.",
     ["lang"],
     registry=REGISTRY,
+    multiprocess_mode="livemin",
 )
 PROBE_LATENCY = Histogram(
     "gateway_probe_duration_seconds",

@@ -14,7 +14,7 @@ import signal
 
 from aiohttp import web
 
-from gateway import appkeys
+from gateway import appkeys, worker_state
 from gateway.errors import GatewayError
 from gateway.settings import ServerSettings
 
@@ -43,8 +43,13 @@ async def serve(app: web.Application, settings: ServerSettings, *, reuse_port: b
     runner = web.AppRunner(app, access_log=None, shutdown_timeout=_CLOSE_SECONDS)
     await runner.setup()
     try:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
         if settings.management_port is not None:
-            # Same app, second site: /metrics, /bots, /admin/* (see gateway/routing/surface.py).
+            # Same app, second site: /metrics, /bots, /admin/* (see gateway/routing/surface.py). It
+            # listens at once, even in a worker still loading: it takes no webhook traffic.
             management = web.TCPSite(
                 runner, settings.management_host, settings.management_port, reuse_port=reuse_port or None
             )
@@ -54,14 +59,15 @@ async def serve(app: web.Application, settings: ServerSettings, *, reuse_port: b
                     f"gateway: management on http://{settings.management_host}:{settings.management_port}",
                     flush=True,
                 )
+        worker = app.get(worker_state.WORKER)
+        if worker is not None and not await worker.may_listen(stop):
+            return  # stopped before its bots were loaded: it never listened
         site = web.TCPSite(runner, settings.host, settings.port, reuse_port=reuse_port or None)
         await _start(site, "public")
+        if worker is not None:
+            worker.listening()
         if not reuse_port:  # workers: the supervisor says it once
             print(f"gateway: serving on http://{settings.host}:{settings.port}", flush=True)
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, stop.set)
         await stop.wait()
         await drain(app, site, settings.shutdown_timeout_seconds)
     finally:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 from gateway.commands.common import Subparsers, settings_from_args
 
@@ -18,6 +19,8 @@ def register(sub: Subparsers) -> None:
     )
     # Internal: set by the supervisor on the workers it starts.
     parser.add_argument("--worker-of", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--worker-dir", type=Path, help=argparse.SUPPRESS)  # roster, states, metrics
+    parser.add_argument("--listen-when-ready", action="store_true", help=argparse.SUPPRESS)
     parser.set_defaults(run=run)
 
 
@@ -34,7 +37,13 @@ def run(args: argparse.Namespace) -> int:
         from gateway.workers import become_worker
 
         become_worker(args.worker_of)
-        server.run(create_app(settings), settings.server, reuse_port=True)
+        app = create_app(settings)
+        if args.worker_dir is not None:
+            from gateway import exposition, worker_state
+
+            exposition.use_worker_directory(args.worker_dir)
+            worker_state.install(app, args.worker_dir, listen_when_ready=args.listen_when_ready)
+        server.run(app, settings.server, reuse_port=True)
         return 0
     if settings.server.workers > 1:
         from gateway.workers import run_supervisor

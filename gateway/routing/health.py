@@ -5,9 +5,8 @@ from __future__ import annotations
 import os
 
 from aiohttp import web
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from gateway import appkeys, metrics
+from gateway import appkeys, exposition, worker_state
 from gateway.agents import monitor
 from gateway.errors import AuthError, UnknownBot
 from gateway.routing import surface
@@ -21,19 +20,28 @@ async def healthz(request: web.Request) -> web.Response:
 
 
 async def readyz(request: web.Request) -> web.Response:
-    """GET /readyz: 200 once every configured bot has a model, else 503 naming those still missing."""
+    """GET /readyz: 200 once every configured bot has a model, else 503 naming those still missing.
+
+    With workers: 200 once every worker taking traffic is ready, whichever worker answers.
+    """
     pool = request.app[appkeys.POOL]
     bots = {lang: bot.describe() for lang, bot in pool.bots.items()}
     waiting = pool.not_ready()
+    ready = not waiting
+    extra: dict[str, object] = {}
+    worker = request.app.get(worker_state.WORKER)
+    if worker is not None:
+        ready, extra = worker_state.aggregate(worker.directory, list(pool.bots))
     body = {
-        "status": "ready" if not waiting else "not ready",
+        "status": "ready" if ready else "not ready",
         "waiting": waiting,
         "bots": bots,
         "pid": os.getpid(),
+        **extra,
     }
     if surface.public_only(request):  # model names and errors only on the management listener
         del body["bots"]
-    return json_response(body, 200 if not waiting else 503)
+    return json_response(body, 200 if ready else 503)
 
 
 async def list_bots(request: web.Request) -> web.Response:
@@ -74,4 +82,4 @@ async def ping_bot(request: web.Request) -> web.Response:
 
 async def prometheus(request: web.Request) -> web.Response:
     """GET /metrics: Prometheus text format; reads counters only, never waits on a bot."""
-    return web.Response(body=generate_latest(metrics.REGISTRY), headers={"Content-Type": CONTENT_TYPE_LATEST})
+    return web.Response(body=exposition.render(), headers={"Content-Type": exposition.CONTENT_TYPE})
