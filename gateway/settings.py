@@ -71,6 +71,7 @@ class RedisSettings:
     url: str | None = None
     key_prefix: str = "gateway"
     socket_timeout_seconds: float = 2.0
+    cluster: bool = False
 
 
 @dataclass(frozen=True)
@@ -418,7 +419,13 @@ def _build(raw: Mapping[str, Any], base: Path) -> Settings:
         url=redis_url,
         key_prefix=prefix,
         socket_timeout_seconds=rd.float_("socket_timeout_seconds", 2.0, 0.05, 60.0),
+        cluster=rd.bool_("cluster", False),
     )
+    if redis.cluster and redis_url is not None and not redis_url.startswith(("redis://", "rediss://")):
+        raise ConfigError(
+            "invalid setting redis.url: with redis.cluster=true it must be a redis:// or rediss:// URL of "
+            "any cluster node (Redis Cluster has no unix sockets)"
+        )
     t = top.section("trackers")
     trackers = TrackerSettings(
         ttl_seconds=t.int_("ttl_seconds", 86400, 0, 10 * 365 * 86400),
