@@ -129,7 +129,10 @@ async def test_a_turn_that_lost_its_lock_does_not_overwrite_the_next_holder(
     locks = RedisLocks(plain, settings, turns)
     store = tracker_stores_for(settings, plain, turns)["en"]
     sender = f"en:{uuid.uuid4().hex}"
-    lock_key, tracker_key = f"gateway:production:en:{{{sender}}}:lock", f"gateway:production:en:{{{sender}}}:tracker"
+    lock_key, tracker_key = (
+        f"gateway:production:en:{{{sender}}}:lock",
+        f"gateway:production:en:{{{sender}}}:tracker",
+    )
     with pytest.raises(TrackerStoreUnavailable, match="expired before the turn was stored"):
         async with locks.hold(f"en:{sender}"):
             tracker = await store.get_or_create_tracker(sender)

@@ -166,7 +166,8 @@ class RedisEventBus:
         self.reconcile_seconds = reconcile_seconds
         self._connected = False
         self._stop = asyncio.Event()
-        self._sessions = 0  # cluster mode: which node the next subscription uses
+        # Cluster mode: which node the next subscription uses (a random start spreads a fleet's gateways).
+        self._sessions = random.randrange(1 << 16)
 
     @property
     def connected(self) -> bool:
@@ -177,9 +178,10 @@ class RedisEventBus:
         channel = self.settings.channel_for(lang)
         try:
             if isinstance(self.client, RedisCluster):
-                # PUBLISH has no key: any node will do (and a retry picks another one).
-                receivers = await self.client.publish(
-                    channel, encode_message(ref), target_nodes=RedisCluster.RANDOM
+                # redis-py 4.x's asyncio RedisCluster has no publish(); PUBLISH has no key, so any node
+                # will do (and a retry after a dead node picks another one).
+                receivers = await self.client.execute_command(
+                    "PUBLISH", channel, encode_message(ref), target_nodes=RedisCluster.RANDOM
                 )
             else:
                 receivers = await self.client.publish(channel, encode_message(ref))

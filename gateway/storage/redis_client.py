@@ -21,6 +21,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisClusterException, RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from gateway.errors import ConfigError
 from gateway.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -99,14 +100,26 @@ async def redis_client(settings: Settings) -> AsyncIterator[RedisClient | None]:
         return
     client = make_client(settings.redis.url, settings.redis.socket_timeout_seconds, settings.redis.cluster)
     try:
-        await client.ping()
-    except (*TRANSIENT_ERRORS, RedisClusterException) as exc:
-        # Not fatal: the gateway starts, answers "temporarily unavailable" and reconnects later.
-        logger.warning("Redis at %s is not reachable yet: %s", _redacted(settings.redis.url), exc)
-    try:
+        try:
+            await client.ping()
+            if not settings.redis.cluster:
+                await _refuse_cluster_node(client, settings.redis.url)
+        except (*TRANSIENT_ERRORS, RedisClusterException) as exc:
+            # Not fatal: the gateway starts, answers "temporarily unavailable" and reconnects later.
+            logger.warning("Redis at %s is not reachable yet: %s", _redacted(settings.redis.url), exc)
         yield client
     finally:
         await close_client(client)
+
+
+async def _refuse_cluster_node(client: RedisClient, url: str) -> None:
+    """A plain client on a cluster node would fail every turn whose keys live on another node (MOVED)."""
+    info = await client.info("cluster")
+    if info.get("cluster_enabled") in (1, "1"):
+        raise ConfigError(
+            f"Redis at {_redacted(url)} is a Redis Cluster node but redis.cluster is false: "
+            "set redis.cluster: true (GATEWAY_REDIS_CLUSTER=true)"
+        )
 
 
 async def close_client(client: RedisClient) -> None:
