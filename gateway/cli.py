@@ -1,4 +1,4 @@
-"""Command line: `gateway serve|train|test|publish|models|activate|rollback|promote|pipeline`."""
+"""Command line: `gateway serve|train|test|publish|models|activate|rollback|promote|pipeline|migrate-keys`."""
 
 from __future__ import annotations
 

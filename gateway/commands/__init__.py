@@ -6,6 +6,6 @@ adding a command means adding its module to COMMANDS.
 
 from __future__ import annotations
 
-from gateway.commands import models, pipeline, promote, publish, serve, test, train
+from gateway.commands import migrate_keys, models, pipeline, promote, publish, serve, test, train
 
-COMMANDS = (serve, train, test, publish, models, promote, pipeline)
+COMMANDS = (serve, train, test, publish, models, promote, pipeline, migrate_keys)
