@@ -340,6 +340,12 @@ def _trusted_url(url: str) -> bool:
     return parts.scheme == "http" and parts.hostname in {"127.0.0.1", "localhost", "::1"}
 
 
+def _cluster_url(url: str) -> bool:
+    """A URL RedisCluster accepts: redis:// or rediss://, database 0 (or none)."""
+    parts = urlsplit(url)
+    return parts.scheme in ("redis", "rediss") and parts.path.strip("/") in ("", "0") and "db=" not in parts.query
+
+
 def _build(raw: Mapping[str, Any], base: Path) -> Settings:
     from gateway.routing.locale import normalise_locale
 
@@ -421,10 +427,11 @@ def _build(raw: Mapping[str, Any], base: Path) -> Settings:
         socket_timeout_seconds=rd.float_("socket_timeout_seconds", 2.0, 0.05, 60.0),
         cluster=rd.bool_("cluster", False),
     )
-    if redis.cluster and redis_url is not None and not redis_url.startswith(("redis://", "rediss://")):
+    if redis.cluster and redis_url is not None and not _cluster_url(redis_url):
         raise ConfigError(
             "invalid setting redis.url: with redis.cluster=true it must be a redis:// or rediss:// URL of "
-            "any cluster node (Redis Cluster has no unix sockets)"
+            "any cluster node, without a database number other than 0 (Redis Cluster has one database "
+            "and no unix sockets)"
         )
     t = top.section("trackers")
     trackers = TrackerSettings(

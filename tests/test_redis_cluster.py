@@ -22,14 +22,16 @@ import redis.asyncio as aioredis
 from redis.asyncio.cluster import RedisCluster
 from redis.crc import key_slot
 
+from gateway.errors import ConfigError, EventBusError
 from gateway.settings import Settings, load_settings
 from gateway.storage.active_models import RedisActiveModels
 from gateway.storage.events import RedisEventBus, announce
 from gateway.storage.model_store import ModelRef, sha256_file
 from gateway.storage.redis_client import close_client, conversation_key, make_client
 from tests.conftest import model_cache
-from tests.redis_cluster import RedisClusterNodes
+from tests.redis_cluster import RedisClusterNodes, command
 from tests.support import GatewayProcess, builder_request, eventually, free_port, responses, train_variant
+from tests.test_delivery import gateway as gateway_command
 from tests.test_shared_conversations import assert_stored_once_in_order
 
 ADMIN_TOKEN = "cluster-tests-admin-token-0123456789"
@@ -239,3 +241,76 @@ def test_conversation_keys_of_one_turn_share_a_slot() -> None:
         lock = conversation_key(settings, "en", "lock", sender)
         tracker = conversation_key(settings, "en", "tracker", sender)
         assert lock != tracker and key_slot(lock.encode()) == key_slot(tracker.encode())
+
+
+def subscribed_node(cluster: RedisClusterNodes, channel: str) -> int | None:
+    """The port of the node holding a subscription to `channel` (PUBSUB NUMSUB counts only local ones)."""
+    for port in cluster.running():
+        lines = command(port, "PUBSUB", "NUMSUB", channel).split()
+        if len(lines) == 2 and lines[1] != "0":
+            return port
+    return None
+
+
+async def test_the_model_event_subscription_moves_on_when_its_node_dies(
+    redis_cluster: RedisClusterNodes, cluster_client: RedisCluster
+) -> None:
+    overrides = {
+        "project": f"bus{uuid.uuid4().hex[:8]}",
+        "redis.url": redis_cluster.url,
+        "redis.cluster": True,
+    }
+    settings = load_settings(overrides=overrides)
+    channel = settings.channel_for("en")
+    active = RedisActiveModels(cluster_client, settings)
+    bus = RedisEventBus(cluster_client, settings, active, ["en"], backoff_seconds=(0.05, 0.5))
+    heard: list[str] = []
+    running = asyncio.create_task(bus.run(lambda lang, ref: heard.append(ref.model)))
+    try:
+        await eventually(lambda: bus.connected and subscribed_node(redis_cluster, channel) is not None, 30)
+        node = subscribed_node(redis_cluster, channel)
+        assert node is not None
+        redis_cluster.kill(node)
+        try:
+            await eventually(
+                lambda: bus.connected and subscribed_node(redis_cluster, channel) not in (None, node),
+                90,
+                "subscribed on another node",
+            )
+            model = "20990101T000000Z-0123456789ab.tar.gz"
+
+            async def delivered() -> bool:
+                with contextlib.suppress(EventBusError):  # PUBLISH may first pick the dead node
+                    await RedisEventBus(cluster_client, settings, active, []).publish("en", ModelRef(model))
+                return model in heard
+
+            await eventually(delivered, 60, "the announcement heard through another node")
+        finally:
+            redis_cluster.start_node(node)
+            await asyncio.to_thread(redis_cluster.wait_healthy)
+    finally:
+        await bus.close()
+        await asyncio.wait({running}, timeout=10)
+
+
+def test_a_plain_client_on_a_cluster_node_refuses_to_start(
+    redis_cluster: RedisClusterNodes, models_dir: Path
+) -> None:
+    env = {
+        "GATEWAY_REDIS_URL": redis_cluster.url,
+        "GATEWAY_BOTS_MODELS_DIR": str(models_dir),
+        "GATEWAY_BOTS_TRAIN_MISSING": "false",
+    }
+    done = gateway_command("serve", "--port", str(free_port()), env=env)
+    assert done.returncode == 2, done.stderr
+    assert "is a Redis Cluster node but redis.cluster is false: set redis.cluster: true" in done.stderr
+
+
+@pytest.mark.parametrize(
+    "url", ["redis://127.0.0.1:7000/1", "redis://127.0.0.1:7000/?db=2", "unix:///tmp/redis.sock"]
+)
+def test_cluster_urls_name_a_node_and_database_0(url: str) -> None:
+    with pytest.raises(ConfigError, match=r"with redis.cluster=true it must be a redis:// or rediss://"):
+        load_settings(overrides={"redis.url": url, "redis.cluster": True})
+    for good in ("redis://127.0.0.1:7000", "rediss://:secret@10.0.0.1:7000/0"):
+        assert load_settings(overrides={"redis.url": good, "redis.cluster": True}).redis.cluster
