@@ -343,7 +343,11 @@ def _trusted_url(url: str) -> bool:
 def _cluster_url(url: str) -> bool:
     """A URL RedisCluster accepts: redis:// or rediss://, database 0 (or none)."""
     parts = urlsplit(url)
-    return parts.scheme in ("redis", "rediss") and parts.path.strip("/") in ("", "0") and "db=" not in parts.query
+    return (
+        parts.scheme in ("redis", "rediss")
+        and parts.path.strip("/") in ("", "0")
+        and "db=" not in parts.query
+    )
 
 
 def _build(raw: Mapping[str, Any], base: Path) -> Settings:

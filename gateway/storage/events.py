@@ -33,7 +33,12 @@ logger = logging.getLogger(__name__)
 
 MAX_MESSAGE_BYTES = 4096
 # What ends a subscription session (then it backs off and starts over).
-_SESSION_ERRORS = (RedisError, RedisClusterException, *redis_client.TRANSIENT_ERRORS, EventBusError)
+_SESSION_ERRORS: tuple[type[BaseException], ...] = (
+    RedisError,
+    RedisClusterException,
+    *redis_client.TRANSIENT_ERRORS,
+    EventBusError,
+)
 
 
 class _Stopped(enum.Enum):
@@ -225,12 +230,7 @@ class RedisEventBus:
                             subscriber = None
                         subscriber = await self._subscriber_client()
                     await self._session(subscriber, listener)
-                except (
-                    RedisError,
-                    RedisClusterException,
-                    *redis_client.TRANSIENT_ERRORS,
-                    EventBusError,
-                ) as exc:
+                except _SESSION_ERRORS as exc:
                     if self._connected:
                         logger.warning("event bus: lost Redis (%s); reconnecting", exc)
                         delay = self.backoff[0]
