@@ -30,7 +30,15 @@ from gateway.storage.model_store import ModelRef, sha256_file
 from gateway.storage.redis_client import close_client, conversation_key, make_client
 from tests.conftest import model_cache
 from tests.redis_cluster import RedisClusterNodes, command
-from tests.support import GatewayProcess, builder_request, eventually, free_port, responses, train_variant
+from tests.support import (
+    GatewayProcess,
+    RedisServer,
+    builder_request,
+    eventually,
+    free_port,
+    responses,
+    train_variant,
+)
 from tests.test_delivery import gateway as gateway_command
 from tests.test_shared_conversations import assert_stored_once_in_order
 
@@ -314,3 +322,17 @@ def test_cluster_urls_name_a_node_and_database_0(url: str) -> None:
         load_settings(overrides={"redis.url": url, "redis.cluster": True})
     for good in ("redis://127.0.0.1:7000", "rediss://:secret@10.0.0.1:7000/0"):
         assert load_settings(overrides={"redis.url": good, "redis.cluster": True}).redis.cluster
+
+
+def test_a_cluster_client_on_a_plain_redis_refuses_to_start(
+    redis_server: RedisServer, models_dir: Path
+) -> None:
+    env = {
+        "GATEWAY_REDIS_URL": redis_server.url.removesuffix("/0"),
+        "GATEWAY_REDIS_CLUSTER": "true",
+        "GATEWAY_BOTS_MODELS_DIR": str(models_dir),
+        "GATEWAY_BOTS_TRAIN_MISSING": "false",
+    }
+    done = gateway_command("serve", "--port", str(free_port()), env=env)
+    assert done.returncode == 2, done.stderr
+    assert "is not a Redis Cluster node but redis.cluster is true: set redis.cluster: false" in done.stderr

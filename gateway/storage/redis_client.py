@@ -105,11 +105,23 @@ async def redis_client(settings: Settings) -> AsyncIterator[RedisClient | None]:
             if not settings.redis.cluster:
                 await _refuse_cluster_node(client, settings.redis.url)
         except (*TRANSIENT_ERRORS, RedisClusterException) as exc:
+            if _not_a_cluster(exc):
+                raise ConfigError(
+                    f"Redis at {_redacted(settings.redis.url)} is not a Redis Cluster node but redis.cluster "
+                    "is true: set redis.cluster: false (GATEWAY_REDIS_CLUSTER=false) or point redis.url at "
+                    "a cluster node"
+                ) from None
             # Not fatal: the gateway starts, answers "temporarily unavailable" and reconnects later.
             logger.warning("Redis at %s is not reachable yet: %s", _redacted(settings.redis.url), exc)
         yield client
     finally:
         await close_client(client)
+
+
+def _not_a_cluster(exc: BaseException) -> bool:
+    """RedisCluster's discovery met a node that answers but has cluster mode off (redis-py 4.6 wording)."""
+    cause = exc.__cause__
+    return isinstance(cause, RedisClusterException) and "Cluster mode is not enabled" in str(cause)
 
 
 async def _refuse_cluster_node(client: RedisClient, url: str) -> None:
