@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 
-import redis.asyncio as aioredis
 from aiohttp import web
 
 from gateway.agents.monitor import Monitor
@@ -17,6 +16,7 @@ from gateway.settings import Settings
 from gateway.storage.active_models import ActiveModels
 from gateway.storage.events import EventBus
 from gateway.storage.model_store import ModelStore
+from gateway.storage.redis_client import RedisClient
 
 SETTINGS = web.AppKey("settings", Settings)
 POOL = web.AppKey("pool", AgentPool)
@@ -25,7 +25,7 @@ ROUTER = web.AppKey("router", LocaleRouter)
 BACKGROUND = web.AppKey("background", set[asyncio.Task[object]])
 STARTUP = web.AppKey("startup", asyncio.Task[None])
 # The process's one pooled Redis client; None in embedded mode.
-REDIS: web.AppKey[aioredis.Redis | None] = web.AppKey("redis")
+REDIS: web.AppKey[RedisClient | None] = web.AppKey("redis")
 # Present only while google.project_id is set (see gateway/routing/google_auth.py).
 GOOGLE_VERIFIER = web.AppKey("google_verifier", GoogleVerifier)
 MONITOR = web.AppKey("monitor", Monitor)

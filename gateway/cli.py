@@ -1,4 +1,4 @@
-"""Command line: `gateway serve|train|test|publish|models|activate|rollback|promote|pipeline|keygen`."""
+"""Command line: `gateway <command>` (serve, train, test, the release commands, keygen, migrate-keys)."""
 
 from __future__ import annotations
 

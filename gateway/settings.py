@@ -77,6 +77,7 @@ class RedisSettings:
     url: str | None = None
     key_prefix: str = "gateway"
     socket_timeout_seconds: float = 2.0
+    cluster: bool = False
 
 
 @dataclass(frozen=True)
@@ -393,6 +394,16 @@ def _trusted_url(url: str) -> bool:
     return parts.scheme == "http" and parts.hostname in {"127.0.0.1", "localhost", "::1"}
 
 
+def _cluster_url(url: str) -> bool:
+    """A URL RedisCluster accepts: redis:// or rediss://, database 0 (or none)."""
+    parts = urlsplit(url)
+    return (
+        parts.scheme in ("redis", "rediss")
+        and parts.path.strip("/") in ("", "0")
+        and "db=" not in parts.query
+    )
+
+
 def _build(raw: Mapping[str, Any], base: Path) -> Settings:
     from gateway.routing.locale import normalise_locale
 
@@ -473,7 +484,14 @@ def _build(raw: Mapping[str, Any], base: Path) -> Settings:
         url=redis_url,
         key_prefix=prefix,
         socket_timeout_seconds=rd.float_("socket_timeout_seconds", 2.0, 0.05, 60.0),
+        cluster=rd.bool_("cluster", False),
     )
+    if redis.cluster and redis_url is not None and not _cluster_url(redis_url):
+        raise ConfigError(
+            "invalid setting redis.url: with redis.cluster=true it must be a redis:// or rediss:// URL of "
+            "any cluster node, without a database number other than 0 (Redis Cluster has one database "
+            "and no unix sockets)"
+        )
     t = top.section("trackers")
     trackers = TrackerSettings(
         ttl_seconds=t.int_("ttl_seconds", 86400, 0, 10 * 365 * 86400),

@@ -11,6 +11,7 @@ import pytest
 
 from gateway.settings import ROOT, Settings, load_settings
 from gateway.training import train_missing
+from tests.redis_cluster import RedisClusterNodes
 from tests.support import GatewayProcess, RedisServer, S3Server, free_port
 
 LANGS = ("en", "pl", "de")
@@ -66,6 +67,20 @@ def redis_server() -> Iterator[RedisServer]:
         yield server
     finally:
         server.stop()
+
+
+@pytest.fixture(scope="session")
+def redis_cluster() -> Iterator[RedisClusterNodes]:
+    """One private Redis Cluster for the session: 3 primaries, each with a replica (for failovers).
+
+    Tests that kill a node restart it before they end (it rejoins as a replica), so the next test
+    finds a healthy cluster again.
+    """
+    cluster = RedisClusterNodes(masters=3, replicas_per_master=1).start()
+    try:
+        yield cluster
+    finally:
+        cluster.stop()
 
 
 @pytest.fixture(scope="session")

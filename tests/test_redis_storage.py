@@ -69,7 +69,7 @@ async def test_keys_follow_prefix_environment_language_layout(clients: ClientFac
     client = clients()
     settings = settings_with(**{"redis.key_prefix": "acme-bot", "environment": "staging"})
     await store_for(client, settings, "pl").save(a_tracker("pl:session-1"))
-    assert await client.keys("*") == [b"acme-bot:staging:pl:tracker:pl:session-1"]
+    assert await client.keys("*") == [b"acme-bot:staging:pl:{pl:session-1}:tracker"]
 
 
 async def test_every_save_sets_and_refreshes_the_ttl(clients: ClientFactory) -> None:
@@ -169,7 +169,7 @@ async def test_turns_of_one_conversation_never_overlap_across_processes(clients:
     await asyncio.gather(*(turn(process_a if i % 2 else process_b) for i in range(60)))
     assert overlaps == 0
     assert int(await data.get("counter")) == 60
-    assert await data.keys("*:lock:*") == []  # every lock released
+    assert await data.keys("*}:lock") == []  # every lock released
     assert len(process_a) == len(process_b) == 0
 
 
@@ -191,25 +191,25 @@ async def test_other_conversations_run_in_parallel(clients: ClientFactory) -> No
 async def test_a_crashed_holder_frees_the_conversation_when_its_lease_ends(clients: ClientFactory) -> None:
     client = clients()
     # A process took the lock with a short lease and died without releasing it.
-    await client.set("gateway:production:en:lock:en:crashed", "dead-token", px=300)
+    await client.set("gateway:production:en:{en:crashed}:lock", "dead-token", px=300)
     async with locks_for(client, deadline=4.0).hold("en:en:crashed"):
-        assert await client.get("gateway:production:en:lock:en:crashed") != b"dead-token"
+        assert await client.get("gateway:production:en:{en:crashed}:lock") != b"dead-token"
 
 
 async def test_a_conversation_busy_past_the_wait_is_refused(clients: ClientFactory) -> None:
     client = clients()
-    await client.set("gateway:production:en:lock:en:busy", "other-process", px=60_000)
+    await client.set("gateway:production:en:{en:busy}:lock", "other-process", px=60_000)
     before = counter(metrics.TRACKER_ERRORS, lang="en", operation="lock_timeout")
     with pytest.raises(TrackerStoreUnavailable, match="busy"):
         async with locks_for(client, deadline=0.2).hold("en:en:busy"):
             pytest.fail("entered a conversation another process holds")
     assert counter(metrics.TRACKER_ERRORS, lang="en", operation="lock_timeout") == before + 1
-    assert await client.get("gateway:production:en:lock:en:busy") == b"other-process"
+    assert await client.get("gateway:production:en:{en:busy}:lock") == b"other-process"
 
 
 async def test_an_expired_holder_does_not_release_the_next_holders_lock(clients: ClientFactory) -> None:
     client = clients()
-    key = "gateway:production:en:lock:en:slow-turn"
+    key = "gateway:production:en:{en:slow-turn}:lock"
     async with locks_for(client, deadline=0.1, lease=0.2).hold("en:en:slow-turn"):
         await asyncio.sleep(0.4)  # the lease ran out; another process takes the conversation
         assert await client.set(key, "next-holder", nx=True, px=60_000)

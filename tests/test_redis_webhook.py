@@ -69,8 +69,8 @@ async def test_a_booking_is_kept_in_redis_under_the_language_key(
 
     redis = aioredis.Redis.from_url(redis_server.url)
     try:
-        stored = await redis.get(f"gateway:production:en:tracker:en:{session}")
-        assert await redis.keys("*:lock:*") == []
+        stored = await redis.get(f"gateway:production:en:{{en:{session}}}:tracker")
+        assert await redis.keys("*}:lock") == []
     finally:
         await redis.close(close_connection_pool=True)
     events = orjson.loads(stored)["events"]

@@ -81,7 +81,7 @@ async def say(
 async def stored_events(redis_url: str, lang: str, session: str) -> list[dict[str, Any]]:
     redis = aioredis.Redis.from_url(redis_url)
     try:
-        blob = await redis.get(f"gateway:production:{lang}:tracker:{lang}:{session}")
+        blob = await redis.get(f"gateway:production:{lang}:{{{lang}:{session}}}:tracker")
     finally:
         await redis.close(close_connection_pool=True)
     assert blob is not None, f"no tracker stored for {session}"

@@ -6,6 +6,6 @@ adding a command means adding its module to COMMANDS.
 
 from __future__ import annotations
 
-from gateway.commands import keygen, models, pipeline, promote, publish, serve, test, train
+from gateway.commands import keygen, migrate_keys, models, pipeline, promote, publish, serve, test, train
 
-COMMANDS = (serve, train, test, publish, models, promote, pipeline, keygen)
+COMMANDS = (serve, train, test, publish, models, promote, pipeline, keygen, migrate_keys)

@@ -14,8 +14,6 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 
-import redis.asyncio as aioredis
-
 from gateway.agents.archive import recorded_signature
 from gateway.agents.signing import SIGN_HINT, Signer, verifier_for
 from gateway.delivery.records import (
@@ -184,7 +182,7 @@ async def release(settings: Settings) -> AsyncIterator[Release]:
             "releasing needs Redis (redis.url, GATEWAY_REDIS_URL): gateways learn their active model "
             "from it; without it each gateway loads the newest model it finds at start-up"
         )
-    client = redis_client.make_client(url, settings.redis.socket_timeout_seconds)
+    client = redis_client.make_client(url, settings.redis.socket_timeout_seconds, settings.redis.cluster)
     store = model_store_for(settings)
     try:
         await _ping(client, url)
@@ -193,10 +191,10 @@ async def release(settings: Settings) -> AsyncIterator[Release]:
         yield Release(settings, store, active, bus)
     finally:
         await store.close()
-        await client.close(close_connection_pool=True)
+        await redis_client.close_client(client)
 
 
-async def _ping(client: aioredis.Redis, url: str) -> None:
+async def _ping(client: redis_client.RedisClient, url: str) -> None:
     try:
         await client.ping()
     except redis_client.REDIS_ERRORS as exc:

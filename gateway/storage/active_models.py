@@ -13,8 +13,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-import redis.asyncio as aioredis
-from redis.exceptions import RedisError, WatchError
+from redis.exceptions import RedisError
 
 from gateway.errors import ActiveModelConflict, EventBusError
 from gateway.settings import Settings
@@ -24,6 +23,21 @@ from gateway.storage.model_store import ModelRef
 logger = logging.getLogger(__name__)
 
 MAX_HISTORY = 10
+
+# Compare-and-set of one record (works on Redis Cluster, where WATCH/MULTI do not). KEYS: record.
+# ARGV: the value read ("" = none), the new value. 1: set (or already set by this very call, repeated
+# after a dropped connection); 0: someone changed it since it was read.
+_CHANGE = """
+local current = redis.call('get', KEYS[1])
+if current == ARGV[2] then
+    return 1
+end
+if (current or '') ~= ARGV[1] then
+    return 0
+end
+redis.call('set', KEYS[1], ARGV[2])
+return 1
+"""
 
 
 @dataclass(frozen=True)
@@ -116,11 +130,12 @@ class InMemoryActiveModels:
 
 
 class RedisActiveModels:
-    """Active models in Redis; changes are optimistic transactions (WATCH/MULTI) so replicas never clash."""
+    """Active models in Redis; changes are optimistic (compare-and-set) so replicas never clash."""
 
-    def __init__(self, client: aioredis.Redis, settings: Settings) -> None:
+    def __init__(self, client: redis_client.RedisClient, settings: Settings) -> None:
         self.client = client
         self.settings = settings
+        self._change = client.register_script(_CHANGE)
 
     def key(self, lang: str) -> str:
         return redis_client.key(self.settings, lang, "active")
@@ -162,8 +177,8 @@ class RedisActiveModels:
 
     async def _update(self, lang: str, change: Any) -> ActiveRecord:
         key = self.key(lang)
-        # Two attempts: a pooled connection left over from before a Redis restart fails once
-        # (redis-py does not retry transactions), then a fresh connection is used.
+        # Two attempts: a pooled connection left over from before a Redis restart fails once, then a
+        # fresh connection is used.
         for attempt in (1, 2):
             try:
                 return await self._transaction(lang, key, change)
@@ -174,14 +189,9 @@ class RedisActiveModels:
         raise AssertionError("unreachable")
 
     async def _transaction(self, lang: str, key: str, change: Any) -> ActiveRecord:
-        async with self.client.pipeline(transaction=True) as pipe:
-            while True:
-                try:
-                    await pipe.watch(key)
-                    record: ActiveRecord = change(self._parse(lang, await pipe.get(key)))
-                    pipe.multi()
-                    pipe.set(key, json.dumps(record.to_json()))
-                    await pipe.execute()
-                    return record
-                except WatchError:  # another process changed it meanwhile: re-read and retry
-                    continue
+        while True:
+            raw = await self.client.get(key)
+            record: ActiveRecord = change(self._parse(lang, raw))
+            if await self._change(keys=[key], args=[raw or b"", json.dumps(record.to_json())]):
+                return record
+            # another process changed it meanwhile: re-read and retry

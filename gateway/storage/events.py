@@ -18,7 +18,9 @@ from typing import Any, Final, Protocol
 
 import redis.asyncio as aioredis
 from redis.asyncio.client import PubSub
-from redis.exceptions import RedisError
+from redis.asyncio.cluster import RedisCluster
+from redis.asyncio.connection import parse_url
+from redis.exceptions import RedisClusterException, RedisError
 
 from gateway import metrics
 from gateway.errors import EventBusError
@@ -30,6 +32,13 @@ from gateway.storage.model_store import ModelRef
 logger = logging.getLogger(__name__)
 
 MAX_MESSAGE_BYTES = 4096
+# What ends a subscription session (then it backs off and starts over).
+_SESSION_ERRORS: tuple[type[BaseException], ...] = (
+    RedisError,
+    RedisClusterException,
+    *redis_client.TRANSIENT_ERRORS,
+    EventBusError,
+)
 
 
 class _Stopped(enum.Enum):
@@ -135,11 +144,16 @@ class RedisEventBus:
     the same reason the subscription reads on its own connection without a socket timeout, and a PING
     every `ping_seconds` detects a silently dead connection instead. The durable active models are
     replayed after every (re)connect and every `reconcile_seconds`.
+
+    On Redis Cluster a message published on any node reaches the subscribers of every node, and
+    redis-py 4.x's asyncio RedisCluster has no pub/sub: the subscription is a plain connection to one
+    node, and each reconnect moves on to the next node the cluster client knows (so a dead node is
+    left behind), while publishing goes to any node.
     """
 
     def __init__(
         self,
-        client: aioredis.Redis,
+        client: redis_client.RedisClient,
         settings: Settings,
         active: ActiveModels,
         langs: Iterable[str],
@@ -157,6 +171,8 @@ class RedisEventBus:
         self.reconcile_seconds = reconcile_seconds
         self._connected = False
         self._stop = asyncio.Event()
+        # Cluster mode: which node the next subscription uses (a random start spreads a fleet's gateways).
+        self._sessions = random.randrange(1 << 16)
 
     @property
     def connected(self) -> bool:
@@ -166,27 +182,55 @@ class RedisEventBus:
         """PUBLISH the model on the language's channel."""
         channel = self.settings.channel_for(lang)
         try:
-            receivers = await self.client.publish(channel, encode_message(ref))
-        except (RedisError, *redis_client.TRANSIENT_ERRORS) as exc:
+            if isinstance(self.client, RedisCluster):
+                # redis-py 4.x's asyncio RedisCluster has no publish(); PUBLISH has no key, so any node
+                # will do (and a retry after a dead node picks another one).
+                receivers = await self.client.execute_command(
+                    "PUBLISH", channel, encode_message(ref), target_nodes=RedisCluster.RANDOM
+                )
+            else:
+                receivers = await self.client.publish(channel, encode_message(ref))
+        except redis_client.REDIS_ERRORS as exc:
             raise EventBusError(f"cannot publish {ref.model} on {channel}: {exc}") from exc
+        # On a cluster the count is only the subscribers of the node that took the message.
         logger.info("published %s on %s (%s subscribers)", ref.model, channel, receivers)
 
-    def _subscriber_client(self) -> aioredis.Redis:
+    async def _subscriber_client(self) -> aioredis.Redis:
         """A client like the shared one (same server, auth, TLS) whose connections never time out reads."""
+        if isinstance(self.client, RedisCluster):
+            return await self._node_client(self.client)
         shared = self.client.connection_pool
         kwargs = {**shared.connection_kwargs, "socket_timeout": None, "health_check_interval": 0}
         pool = aioredis.ConnectionPool(connection_class=shared.connection_class, max_connections=2, **kwargs)
         return aioredis.Redis(connection_pool=pool)
 
+    async def _node_client(self, cluster: RedisCluster) -> aioredis.Redis:
+        """A plain client of the next cluster node in turn (URL credentials and TLS, no read timeout)."""
+        await cluster.initialize()  # no-op when the topology is known; raises when no node answers
+        nodes = sorted(cluster.get_nodes(), key=lambda node: node.name)
+        if not nodes:
+            raise EventBusError("the Redis Cluster client knows no node to subscribe on")
+        node = nodes[self._sessions % len(nodes)]
+        self._sessions += 1
+        assert self.settings.redis.url is not None  # a RedisEventBus exists only with Redis configured
+        kwargs = {**parse_url(self.settings.redis.url), "host": node.host, "port": node.port}
+        kwargs.update(socket_timeout=None, health_check_interval=0, max_connections=2)
+        return aioredis.Redis(connection_pool=aioredis.ConnectionPool(**kwargs))
+
     async def run(self, listener: Listener) -> None:
         """Subscribe, replay the active models, deliver messages; on failure back off and start over."""
         delay = self.backoff[0]
-        subscriber = self._subscriber_client()
+        subscriber: aioredis.Redis | None = None
         try:
             while not self._stop.is_set():
                 try:
+                    if subscriber is None or isinstance(self.client, RedisCluster):
+                        if subscriber is not None:
+                            await subscriber.close(close_connection_pool=True)
+                            subscriber = None
+                        subscriber = await self._subscriber_client()
                     await self._session(subscriber, listener)
-                except (RedisError, *redis_client.TRANSIENT_ERRORS, EventBusError) as exc:
+                except _SESSION_ERRORS as exc:
                     if self._connected:
                         logger.warning("event bus: lost Redis (%s); reconnecting", exc)
                         delay = self.backoff[0]
@@ -199,7 +243,8 @@ class RedisEventBus:
                 delay = min(delay * 2, self.backoff[1])
         finally:
             self._set_connected(False)
-            await subscriber.close(close_connection_pool=True)
+            if subscriber is not None:
+                await subscriber.close(close_connection_pool=True)
 
     async def close(self) -> None:
         """Make `run` return at its next step."""

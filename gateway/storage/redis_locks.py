@@ -4,8 +4,9 @@ The lock is `SET key token NX PX lease` and is released by a Lua script that del
 it still holds our token, so a holder that crashed frees the conversation when its lease runs out, and a
 slow holder whose lease ran out cannot delete the next holder's lock. With a TurnBuffer (see
 turn_buffer.py) the acquiring script also reads the tracker and the releasing script also writes it,
-only while the lock is still ours: two round trips per turn instead of four. (Both keys of a script
-hash differently, so this layout is for a single Redis or a replicated one, not Redis Cluster.)
+only while the lock is still ours: two round trips per turn instead of four. Both keys of a script
+carry the conversation's hash tag (redis_client.conversation_key), so on Redis Cluster they share a
+slot and the script runs on the node that owns it.
 """
 
 from __future__ import annotations
@@ -16,13 +17,11 @@ import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-import redis.asyncio as aioredis
-
 from gateway import metrics
 from gateway.errors import TrackerStoreUnavailable
 from gateway.settings import Settings
 from gateway.storage.locks import ConversationLocks, InMemoryLocks
-from gateway.storage.redis_client import REDIS_ERRORS, key
+from gateway.storage.redis_client import REDIS_ERRORS, RedisClient, conversation_key
 from gateway.storage.turn_buffer import HeldTurn, TurnBuffer
 
 logger = logging.getLogger(__name__)
@@ -68,7 +67,7 @@ return 1
 class RedisLocks:
     """Turns of one conversation run one after another across processes; others run in parallel."""
 
-    def __init__(self, client: aioredis.Redis, settings: Settings, turns: TurnBuffer | None = None) -> None:
+    def __init__(self, client: RedisClient, settings: Settings, turns: TurnBuffer | None = None) -> None:
         self.client = client
         self.settings = settings
         self.turns = turns
@@ -92,8 +91,8 @@ class RedisLocks:
     async def hold(self, name: str) -> AsyncIterator[None]:
         """Hold conversation `name` ("{lang}:{sender}") in this process and in Redis."""
         lang, _, sender_id = name.partition(":")
-        lock_key = key(self.settings, lang, "lock", sender_id)
-        tracker_key = key(self.settings, lang, "tracker", sender_id)
+        lock_key = conversation_key(self.settings, lang, "lock", sender_id)
+        tracker_key = conversation_key(self.settings, lang, "tracker", sender_id)
         async with self._local.hold(name):
             token = uuid.uuid4().hex.encode()
             await self._acquire(lang, sender_id, lock_key, tracker_key, token)
@@ -168,7 +167,7 @@ class RedisLocks:
 
 
 def conversation_locks(
-    settings: Settings, client: aioredis.Redis | None, turns: TurnBuffer | None = None
+    settings: Settings, client: RedisClient | None, turns: TurnBuffer | None = None
 ) -> ConversationLocks:
     """Redis locks when Redis is configured (tracker reads and writes ride along via `turns`), else local."""
     if client is None:

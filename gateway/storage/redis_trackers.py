@@ -9,20 +9,18 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-import redis.asyncio as aioredis
-
 from gateway import metrics
 from gateway.errors import TrackerStoreUnavailable
 from gateway.settings import Settings
 from gateway.storage.event_log import EventLogTrackerStore
-from gateway.storage.redis_client import REDIS_ERRORS, key
+from gateway.storage.redis_client import REDIS_ERRORS, RedisClient, conversation_key
 from gateway.storage.turn_buffer import TurnBuffer
 
 logger = logging.getLogger(__name__)
 
 
 class RedisTrackerStore(EventLogTrackerStore):
-    """Key `{prefix}:{env}:{lang}:tracker:{sender}` holds a conversation; idle keys expire (TTL).
+    """Key `{prefix}:{env}:{lang}:{{sender}}:tracker` holds a conversation; idle keys expire (TTL).
 
     With a TurnBuffer shared with the conversation locks, a turn's read and write ride on the lock's
     round trips (see turn_buffer.py); outside a held turn the store reads and writes Redis itself.
@@ -32,7 +30,7 @@ class RedisTrackerStore(EventLogTrackerStore):
 
     def __init__(
         self,
-        client: aioredis.Redis,
+        client: RedisClient,
         settings: Settings,
         lang: str,
         domain: Any = None,
@@ -42,11 +40,15 @@ class RedisTrackerStore(EventLogTrackerStore):
         self.client = client
         self.turns = turns
         self.ttl_seconds = settings.trackers.ttl_seconds
-        self.prefix = key(settings, lang, "tracker", "")
+        self.settings = settings
+        # Every tracker key of this language is head + sender + tail (see conversation_key).
+        self.head, self.tail = conversation_key(settings, lang, "tracker", "").split("{}")
+        self.head += "{"
+        self.tail = "}" + self.tail
 
     def key(self, sender_id: str) -> str:
         """The Redis key holding `sender_id`'s conversation."""
-        return self.prefix + sender_id
+        return conversation_key(self.settings, self.lang, "tracker", sender_id)
 
     def _unavailable(self, operation: str, sender_id: str, exc: BaseException) -> TrackerStoreUnavailable:
         metrics.TRACKER_ERRORS.labels(self.lang, operation).inc()
@@ -75,12 +77,13 @@ class RedisTrackerStore(EventLogTrackerStore):
             raise self._unavailable("save", sender_id, exc) from exc
 
     async def _senders(self) -> list[str]:
-        # SCAN, not KEYS: it does not stall Redis for other clients while walking a large keyspace.
-        cut = len(self.prefix)
+        # SCAN, not KEYS: it does not stall Redis for other clients while walking a large keyspace
+        # (on a cluster, redis-py walks every primary in turn).
+        head, tail = len(self.head), len(self.tail)
         try:
             return [
-                bytes(found)[cut:].decode()
-                async for found in self.client.scan_iter(match=self.prefix + "*", count=500)
+                bytes(found)[head:-tail].decode()
+                async for found in self.client.scan_iter(match=f"{self.head}*{self.tail}", count=500)
             ]
         except REDIS_ERRORS as exc:
             raise self._unavailable("keys", "*", exc) from exc

@@ -7,14 +7,13 @@ from typing import TYPE_CHECKING
 from gateway.settings import Settings
 
 if TYPE_CHECKING:
-    import redis.asyncio as aioredis
-
     from gateway.storage.event_log import EventLogTrackerStore
+    from gateway.storage.redis_client import RedisClient
     from gateway.storage.turn_buffer import TurnBuffer
 
 
 def tracker_stores_for(
-    settings: Settings, client: aioredis.Redis | None = None, turns: TurnBuffer | None = None
+    settings: Settings, client: RedisClient | None = None, turns: TurnBuffer | None = None
 ) -> dict[str, EventLogTrackerStore]:
     """One store per language, kept across model swaps so conversations survive them.
 
