@@ -165,9 +165,11 @@ async def open_sink(endpoint: BrokerEndpoint, name: str) -> Sink:
 
     Anything else it raises (cannot connect yet) is the caller's to retry.
     """
+    import sqlalchemy.exc
     from rasa.core.brokers.broker import EventBroker
     from rasa.shared.exceptions import ConnectionException, RasaException
 
+    refused = (TypeError, ValueError, ImportError, RasaException, sqlalchemy.exc.ArgumentError)
     blocking = endpoint.kind in _BLOCKING_KINDS
     worker = DaemonWorker(f"event-broker-{name}") if blocking else None
     try:
@@ -179,7 +181,7 @@ async def open_sink(endpoint: BrokerEndpoint, name: str) -> Sink:
     except ConnectionException:
         _stop(worker)
         raise
-    except (TypeError, ValueError, ImportError, RasaException) as exc:
+    except refused as exc:
         _stop(worker)
         raise ConfigError(f"{endpoint.source}: event_broker refused: {type(exc).__name__}: {exc}") from exc
     except BaseException:
