@@ -92,6 +92,18 @@ class RabbitMQServer:
                 )
             time.sleep(0.5)
 
+    def pause(self) -> None:
+        """Stop RabbitMQ itself (connections closed, port closed), keeping its Erlang node: an outage
+        that costs seconds, not a node boot."""
+        done = self._ctl("stop_app")
+        if done.returncode:
+            raise RuntimeError(f"rabbitmqctl stop_app failed: {done.stderr.decode()[-500:]}")
+
+    def resume(self) -> None:
+        done = self._ctl("start_app")
+        if done.returncode:
+            raise RuntimeError(f"rabbitmqctl start_app failed: {done.stderr.decode()[-500:]}")
+
     def stop(self) -> None:
         if self.proc is None:
             return

@@ -8,6 +8,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+import signal
+import urllib.error
+import urllib.request
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -25,7 +28,15 @@ from gateway.brokers.publisher import EventPublisher
 from gateway.settings import Settings, load_settings
 from gateway.storage.event_log import decode
 from tests.broker_servers import PostgresServer, RabbitMQServer
-from tests.support import RedisServer, builder_request, eventually, free_port, responses
+from tests.support import (
+    GatewayProcess,
+    RedisServer,
+    builder_request,
+    eventually,
+    free_port,
+    post_json,
+    responses,
+)
 
 # The event types (and action names) of the conversation below: session start, then per turn the
 # user's message, NLU's choices, the bot's action and answer, and the listen that closes the turn.
@@ -165,10 +176,10 @@ class Queue:
 
 
 def pika_entry(server: RabbitMQServer, queue: str) -> dict[str, Any]:
-    # Exactly what a bot's endpoints.yml would hold; fewer connection attempts keep restarts quick.
+    # Exactly what a bot's endpoints.yml could hold; aio-pika reads reconnect_interval from the URL.
     return {
         "type": "pika",
-        "url": "127.0.0.1",
+        "url": "amqp://127.0.0.1/?reconnect_interval=1",
         "port": server.port,
         "username": "guest",
         "password": "guest",
@@ -198,7 +209,7 @@ async def test_pika_conversation_across_two_gateways_and_an_outage(
         assert types(first) == EXPECTED_TYPES[:15]
 
         failures = counter(metrics.EVENT_BROKER_ERRORS, lang="en", reason="publish")
-        rabbitmq.stop()
+        await asyncio.to_thread(rabbitmq.pause)
         await talk(one, session, CONVERSATION[2:])  # answered while the broker is down
         await eventually(
             lambda: counter(metrics.EVENT_BROKER_ERRORS, lang="en", reason="publish") > failures,
@@ -207,35 +218,78 @@ async def test_pika_conversation_across_two_gateways_and_an_outage(
         )
         assert publisher(one).queued("en") == len(EXPECTED_TYPES) - 15
 
-        rabbitmq.start()
+        await asyncio.to_thread(rabbitmq.resume)
         await drained(one)
         missed = await queue.take_all()
         assert first + missed == await stored_events(one.app, session)
         assert types(first + missed) == EXPECTED_TYPES
 
 
-async def test_pika_backlog_is_flushed_on_shutdown(
-    rabbitmq: RabbitMQServer, models_dir: Path, model_paths: dict[str, Path]
+def metric_value(gateway: GatewayProcess, line_start: str) -> float:
+    with urllib.request.urlopen(f"{gateway.url}/metrics", timeout=10) as resp:
+        for line in resp.read().decode().splitlines():
+            if line.startswith(line_start):
+                return float(line.rsplit(" ", 1)[1])
+    return 0.0
+
+
+def english_loaded(gateway: GatewayProcess) -> bool:
+    if gateway.proc.poll() is not None:
+        raise AssertionError(f"gateway exited with {gateway.proc.returncode}:\n{gateway.log.read_text()}")
+    try:
+        with urllib.request.urlopen(f"{gateway.url}/bots", timeout=5) as resp:
+            bots = json.loads(resp.read())["bots"]
+    except (urllib.error.URLError, ConnectionError, TimeoutError):
+        return False
+    return any(bot["lang"] == "en" and bot["model"] for bot in bots)
+
+
+async def test_sigterm_flushes_the_backlog_of_a_broker_that_came_back(
+    rabbitmq: RabbitMQServer, model_paths: dict[str, Path], tmp_path: Path
 ) -> None:
-    """In-memory trackers; the broker comes back while the gateway stops: the backlog still leaves."""
-    queue = Queue(rabbitmq, "gateway-test-shutdown")
-    settings = broker_settings(models_dir, pika_entry(rabbitmq, queue.name))
-    session = "shutdown-session"
-    async with english_gateway(settings, model_paths) as client:
-        await talk(client, session, CONVERSATION[:1])
-        await drained(client)
-        rabbitmq.stop()
-        await talk(client, session, CONVERSATION[1:])
-        stored = await stored_events(client.app, session)
-        assert publisher(client).queued() == len(EXPECTED_TYPES) - 10
-        rabbitmq.start()
-    # The app is closed: its cleanup (what SIGTERM runs) waited for the queue within the shutdown timeout.
-    assert await queue.take_all() == stored
-    assert types(stored) == EXPECTED_TYPES
+    """A real gateway process (uvloop, in-memory trackers): RabbitMQ is down for the last two turns and
+    comes back after SIGTERM; the shutdown waits for it and every event leaves, once, in order."""
+    queue = Queue(rabbitmq, "gateway-test-sigterm")
+    (tmp_path / "models" / "en").mkdir(parents=True)
+    (tmp_path / "models" / "en" / model_paths["en"].name).symlink_to(model_paths["en"])  # only en loads
+    config = tmp_path / "gateway.yml"
+    overrides = {
+        "bots": {"languages": {"en": {"event_broker": pika_entry(rabbitmq, queue.name)}}},
+        "server": {"shutdown_timeout_seconds": 120},
+    }
+    config.write_text(json.dumps(overrides), encoding="utf-8")  # JSON is YAML
+    env = {
+        "GATEWAY_CONFIG": str(config),
+        "GATEWAY_BOTS_MODELS_DIR": str(tmp_path / "models"),
+        "GATEWAY_BOTS_TRAIN_MISSING": "false",
+        "GATEWAY_MONITOR_INTERVAL_SECONDS": "0",
+    }
+    session = "sigterm-session"
+    published = 'gateway_event_broker_published_total{lang="en"}'
+    with GatewayProcess.start(free_port(), env, wait_ready=False) as gateway:
+        await eventually(lambda: english_loaded(gateway), 300, "the English bot to load")
+        for text, response in (("hello", "utter_greet"), ("I am feeling great", "utter_happy")):
+            if text != "hello":
+                await asyncio.to_thread(rabbitmq.pause)
+            status, body = await asyncio.to_thread(
+                post_json, f"{gateway.url}/webhook/google", builder_request(text, "en-US", session)
+            )
+            assert status == 200 and body["prompt"]["firstSimple"]["speech"] in responses("en", response)
+            if text == "hello":
+                await eventually(lambda: metric_value(gateway, published) == 10, WAIT, "the first turn out")
+        queued = 'gateway_event_broker_queued_events{lang="en"}'
+        assert metric_value(gateway, queued) == len(EXPECTED_TYPES[:15]) - 10
+        gateway.proc.send_signal(signal.SIGTERM)
+        await asyncio.to_thread(rabbitmq.resume)
+        assert await asyncio.to_thread(gateway.proc.wait, 180) == 0
+    events = await queue.take_all()
+    assert types(events) == EXPECTED_TYPES[:15]
+    assert {e["sender_id"] for e in events} == {f"en:{session}"}
+    assert len({(e["event"], e["timestamp"]) for e in events}) == len(events)  # none twice
 
 
 async def test_sql_broker_writes_every_event_and_survives_a_database_outage(
-    postgres: PostgresServer, models_dir: Path, model_paths: dict[str, Path]
+    postgres: PostgresServer, models_dir: Path, model_paths: dict[str, Path], caplog: pytest.LogCaptureFixture
 ) -> None:
     engine = sqlalchemy.create_engine(postgres.url, poolclass=sqlalchemy.pool.NullPool)
 
@@ -261,15 +315,19 @@ async def test_sql_broker_writes_every_event_and_survives_a_database_outage(
             await asyncio.to_thread(postgres.stop)
             await talk(client, session, CONVERSATION[2:])
             await eventually(
-                lambda: counter(metrics.EVENT_BROKER_ERRORS, lang="en", reason="publish") > failures,
+                lambda: counter(metrics.EVENT_BROKER_ERRORS, lang="en", reason="publish") > failures + 1,
                 WAIT,
-                "a counted publish failure",
+                "two counted publish failures",
             )
             await asyncio.to_thread(postgres.start)
             await drained(client)
             published = await asyncio.to_thread(rows)
             assert published == await stored_events(client.app, session)
             assert types(published) == EXPECTED_TYPES
+        # Several failed attempts, one outage: logged once when it began and once when it ended.
+        said = [r.getMessage() for r in caplog.records if r.name == "gateway.brokers.publisher"]
+        assert len([m for m in said if "unavailable" in m]) == 1, said
+        assert len([m for m in said if "available again" in m]) == 1, said
     finally:
         engine.dispose()
 
