@@ -26,7 +26,7 @@ from gateway.storage.redis_client import make_client
 from gateway.storage.redis_locks import RedisLocks
 from gateway.storage.trackers import tracker_stores_for
 from gateway.storage.turn_buffer import TurnBuffer
-from tests.support import RedisServer, eventually
+from tests.support import RedisServer, eventually, free_port
 
 
 class Collected:
@@ -218,3 +218,32 @@ async def test_the_queue_is_bounded_and_keeps_the_oldest_events_in_order() -> No
     lost = metrics.EVENT_BROKER_ERRORS.labels("en", "shutdown")._value.get()
     await publisher.close(0.0)
     assert metrics.EVENT_BROKER_ERRORS.labels("en", "shutdown")._value.get() == lost + 3
+
+
+async def test_a_broker_unreachable_at_start_up_keeps_events_and_retries_the_connection() -> None:
+    closed_port = free_port()  # nobody listens: RabbitMQ down when the gateway starts
+    entry = {
+        "type": "pika",
+        "url": "127.0.0.1",
+        "port": closed_port,
+        "username": "guest",
+        "password": "guest",
+        "queues": ["q"],
+        "connection_attempts": 1,
+        "retry_delay_in_seconds": 0,
+    }
+    endpoint = broker_endpoint(settings_with(**{"bots.languages.en.event_broker": entry}).bots["en"])
+    assert endpoint is not None
+    connects = metrics.EVENT_BROKER_ERRORS.labels("en", "connect")._value.get()
+    publisher = EventPublisher(endpoint, ["en"])
+    publisher.start()
+    publisher.publish("en", "s", [{"event": "action", "name": "action_listen", "timestamp": 1.0}])
+    await eventually(
+        lambda: metrics.EVENT_BROKER_ERRORS.labels("en", "connect")._value.get() >= connects + 2,
+        30,
+        "two counted connection attempts",
+    )
+    assert publisher.queued("en") == 1  # kept for when the broker comes
+    lost = metrics.EVENT_BROKER_ERRORS.labels("en", "shutdown")._value.get()
+    await publisher.close(0.0)
+    assert metrics.EVENT_BROKER_ERRORS.labels("en", "shutdown")._value.get() == lost + 1
