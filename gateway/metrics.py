@@ -133,8 +133,8 @@ EVENT_BROKER_PUBLISHED = Counter(
 )
 EVENT_BROKER_ERRORS = Counter(
     "gateway_event_broker_errors",
-    "Event broker failures by language and reason (connect, publish: retried; overflow, shutdown, config: "
-    "events dropped).",
+    "Event broker failures by language and reason (connect, publish: retried; overflow, shutdown, config, "
+    "unserialisable: events dropped).",
     ["lang", "reason"],
     registry=REGISTRY,
 )

@@ -71,7 +71,12 @@ class EventPublisher:
             # Rasa's broker contract: the event's as_dict() with the conversation's sender_id first.
             # Serialised now: a snapshot the turn cannot change later, compact while it waits, and
             # numpy values (from NLU) become plain JSON numbers, exactly as the tracker stored them.
-            body = orjson.dumps({"sender_id": sender_id, **event}, option=_DUMPS_OPTIONS)
+            try:
+                body = orjson.dumps({"sender_id": sender_id, **event}, option=_DUMPS_OPTIONS)
+            except TypeError as exc:  # cannot happen for what the store could encode; never fail a turn
+                metrics.EVENT_BROKER_ERRORS.labels(lang, "unserialisable").inc()
+                logger.error("event broker %s: skipping an event: %s", self.endpoint.describe(), exc)
+                continue
             self._queue.append((lang, body))
             self._queued_by_lang[lang] += 1
             metrics.EVENT_BROKER_QUEUED.labels(lang).inc()
@@ -102,6 +107,7 @@ class EventPublisher:
                 logger.info("event broker %s: connected", self.endpoint.describe())
             if not self._queue:
                 self._emptied.set()
+                self._overflowing = False  # the next overflow is logged again
                 self._wake.clear()
                 await self._wake.wait()
                 continue
