@@ -15,6 +15,7 @@ from gateway.agents.model_updates import model_updates
 from gateway.agents.monitor import Monitor
 from gateway.agents.pool import AgentPool
 from gateway.agents.signing import verifier_for
+from gateway.brokers.context import event_brokers
 from gateway.errors import AuthError, BadRequest, TrainingError
 from gateway.routing import (
     access,
@@ -107,6 +108,7 @@ def create_app(settings: Settings, resolve_models: ModelResolver = newest_local_
     app.cleanup_ctx.append(google_auth.google_verification)
     app.cleanup_ctx.append(_redis)
     app.cleanup_ctx.append(_agent_pool)
+    app.cleanup_ctx.append(event_brokers)  # closes after the background turns stored their events
     app.cleanup_ctx.append(_background_turns)
     # Initial load, model store, events and swaps; sets app[STARTUP], which the monitor waits for.
     app.cleanup_ctx.append(model_updates(resolve_models))

@@ -9,6 +9,7 @@ from aiohttp import web
 from gateway.agents.monitor import Monitor
 from gateway.agents.pool import AgentPool
 from gateway.agents.swapper import Swapper
+from gateway.brokers.publisher import Publishers
 from gateway.routing.google_token import GoogleVerifier
 from gateway.routing.inflight import InFlight
 from gateway.routing.locale import LocaleRouter
@@ -35,3 +36,5 @@ MODEL_STORE = web.AppKey("model_store", ModelStore)
 ACTIVE_MODELS = web.AppKey("active_models", ActiveModels)
 EVENTS = web.AppKey("events", EventBus)
 SWAPPER = web.AppKey("swapper", Swapper)
+# Per language, the event broker publisher of its stored events (gateway/brokers/).
+EVENT_PUBLISHERS = web.AppKey("event_publishers", Publishers)

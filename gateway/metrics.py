@@ -164,6 +164,26 @@ AUTH_FAILURES = Counter(
     ["kind", "reason"],
     registry=REGISTRY,
 )
+EVENT_BROKER_PUBLISHED = Counter(
+    "gateway_event_broker_published",
+    "Stored events the event broker accepted, by language.",
+    ["lang"],
+    registry=REGISTRY,
+)
+EVENT_BROKER_ERRORS = Counter(
+    "gateway_event_broker_errors",
+    "Event broker failures by language and reason (connect, publish: retried; overflow, shutdown, config, "
+    "unserialisable: events dropped).",
+    ["lang", "reason"],
+    registry=REGISTRY,
+)
+EVENT_BROKER_QUEUED = Gauge(
+    "gateway_event_broker_queued_events",
+    "Stored events waiting for the event broker, by language.",
+    ["lang"],
+    registry=REGISTRY,
+    multiprocess_mode="livesum",  # each worker has its own queue: the backlog is their sum
+)
 
 # Unknown locales beyond this many distinct values share one label, keeping cardinality bounded.
 MAX_LOCALE_LABELS = 50

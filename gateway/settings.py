@@ -51,6 +51,8 @@ class BotSettings:
     welcome: str
     probe: str
     prompts: Prompts
+    # Overrides the `event_broker:` entry of bots/<lang>/endpoints.yml (same shape; {} = no broker).
+    event_broker: Mapping[str, Any] | None = field(default=None, hash=False)
 
 
 @dataclass(frozen=True)
@@ -404,6 +406,13 @@ def _cluster_url(url: str) -> bool:
     )
 
 
+def _event_broker(r: _Reader) -> dict[str, Any] | None:
+    value = r.raw.get("event_broker")
+    if value is not None and not isinstance(value, Mapping):
+        raise r.fail("event_broker", value, "a mapping shaped like endpoints.yml's event_broker (type, url)")
+    return dict(value) if value is not None else None
+
+
 def _build(raw: Mapping[str, Any], base: Path) -> Settings:
     from gateway.routing.locale import normalise_locale
 
@@ -444,6 +453,7 @@ def _build(raw: Mapping[str, Any], base: Path) -> Settings:
                 cancel=p.str_("cancel"),
                 no_input=p.str_("no_input"),
             ),
+            event_broker=_event_broker(r),
         )
         if len(bots[lang].prompts.cancel) > MAX_CANCEL_CHARS:
             raise p.fail("cancel", bots[lang].prompts.cancel, f"at most {MAX_CANCEL_CHARS} characters")

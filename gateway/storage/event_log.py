@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import abc
 import logging
-from collections.abc import Iterable, Sequence
-from typing import Any
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any, Protocol
 
 import orjson
 from rasa.core.tracker_store import TrackerStore
@@ -28,6 +28,17 @@ _MAX_REMEMBERED = 10_000
 EventDict = dict[str, Any]
 SESSION_START = "action_session_start"
 _DUMPS_OPTIONS = orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_NON_STR_KEYS
+
+
+Stored = Callable[[], None]
+
+
+class EventSink(Protocol):
+    """Where stored events also go (an event broker's publisher, see gateway/brokers/publisher.py)."""
+
+    def publish(self, lang: str, sender_id: str, events: Iterable[Mapping[str, Any]]) -> None:
+        """Take events that were just stored, in order; must neither block nor raise."""
+        ...
 
 
 class CorruptTracker(ValueError):
@@ -103,14 +114,20 @@ class EventLogTrackerStore(TrackerStore, metaclass=abc.ABCMeta):
         # run under its lock (across processes too), so nobody writes in between and the save needs
         # neither a second read nor a second decode. Shared by the per-model copies; popped on save.
         self._read_this_turn: dict[str, list[EventDict]] = {}
+        # The event broker's publisher, when the bot has one: gets each save's new events once stored.
+        self.event_sink: EventSink | None = None
 
     @abc.abstractmethod
     async def _read(self, sender_id: str, operation: str) -> bytes | None:
         """The blob of `sender_id`; `operation` (retrieve, save) names the caller in error metrics."""
 
     @abc.abstractmethod
-    async def _write(self, sender_id: str, blob: bytes) -> None:
-        """Replace `sender_id`'s blob in one atomic write."""
+    async def _write(self, sender_id: str, blob: bytes, stored: Stored | None = None) -> None:
+        """Replace `sender_id`'s blob in one atomic write; call `stored` once it is written for sure.
+
+        (The Redis store may write later, with the conversation lock's release: `stored` then runs
+        only if that release wrote it.)
+        """
 
     @abc.abstractmethod
     async def _senders(self) -> list[str]:
@@ -155,12 +172,23 @@ class EventLogTrackerStore(TrackerStore, metaclass=abc.ABCMeta):
     async def save(self, tracker: DialogueStateTracker) -> None:
         """Store the tracker's events after the earlier sessions already stored, in one write."""
         sender_id = tracker.sender_id
-        await self.stream_events(tracker)
         prior = self._read_this_turn.pop(sender_id, None)
         if prior is None:  # saved without a retrieve in this turn: read what is stored
             prior = await self._decoded(sender_id, "save") or []
         events = merge(prior, [e.as_dict() for e in tracker.events])
-        await self._write(sender_id, encode(sender_id, events))
+        # The merge keeps `prior` whole, so what this save adds is its tail: exactly the events Rasa's
+        # own stream_events would publish (its diff against the stored tracker), which is not called
+        # here because it would read the tracker once more.
+        await self._write(
+            sender_id, encode(sender_id, events), self._publisher(sender_id, events[len(prior) :])
+        )
+
+    def _publisher(self, sender_id: str, fresh: list[EventDict]) -> Stored | None:
+        sink = self.event_sink
+        if sink is None or not fresh:
+            return None
+        lang = self.lang
+        return lambda: sink.publish(lang, sender_id, fresh)
 
     async def retrieve(self, sender_id: str) -> DialogueStateTracker | None:
         """The newest conversation session of `sender_id`, or None."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from gateway.storage.event_log import EventLogTrackerStore
+from gateway.storage.event_log import EventLogTrackerStore, Stored
 
 # Expired conversations are swept out every this many saves, so memory stays bounded without a timer.
 _SWEEP_EVERY = 1000
@@ -33,9 +33,11 @@ class InMemoryTrackerStore(EventLogTrackerStore):
             return None
         return blob
 
-    async def _write(self, sender_id: str, blob: bytes) -> None:
+    async def _write(self, sender_id: str, blob: bytes, stored: Stored | None = None) -> None:
         now = time.monotonic()
         self._blobs[sender_id] = (now + self.ttl_seconds if self.ttl_seconds else None, blob)
+        if stored is not None:
+            stored()
         self._writes += 1
         if self._writes % _SWEEP_EVERY == 0:
             self._sweep(now)

@@ -161,6 +161,10 @@ class RedisLocks:
                     f"lock {lock_key} expired before the turn was stored; {tracker_key} was left as it was"
                 )
             logger.warning("lock %s expired before the turn finished", lock_key)
+            return
+        if pending is not None and turn is not None:
+            for stored in turn.on_stored:  # only now are these events stored (and so published, once)
+                stored()
 
     def __len__(self) -> int:
         return len(self._local)

@@ -12,7 +12,7 @@ from typing import Any
 from gateway import metrics
 from gateway.errors import TrackerStoreUnavailable
 from gateway.settings import Settings
-from gateway.storage.event_log import EventLogTrackerStore
+from gateway.storage.event_log import EventLogTrackerStore, Stored
 from gateway.storage.redis_client import REDIS_ERRORS, RedisClient, conversation_key
 from gateway.storage.turn_buffer import TurnBuffer
 
@@ -67,14 +67,16 @@ class RedisTrackerStore(EventLogTrackerStore):
             raise self._unavailable(operation, sender_id, exc) from exc
         return bytes(blob) if blob is not None else None
 
-    async def _write(self, sender_id: str, blob: bytes) -> None:
+    async def _write(self, sender_id: str, blob: bytes, stored: Stored | None = None) -> None:
         # One SET replaces the whole conversation and refreshes its TTL: readers see old or new, never half.
-        if self.turns is not None and self.turns.write(self.key(sender_id), blob):
-            return  # written by the lock's release, together with it
+        if self.turns is not None and self.turns.write(self.key(sender_id), blob, stored):
+            return  # written by the lock's release, together with it (which then calls `stored`)
         try:
             await self.client.set(self.key(sender_id), blob, ex=self.ttl_seconds or None)
         except REDIS_ERRORS as exc:
             raise self._unavailable("save", sender_id, exc) from exc
+        if stored is not None:
+            stored()
 
     async def _senders(self) -> list[str]:
         # SCAN, not KEYS: it does not stall Redis for other clients while walking a large keyspace

@@ -9,7 +9,8 @@ nobody else writes its tracker, so the blob read with the lock stays the truth u
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 
 
 @dataclass
@@ -18,6 +19,8 @@ class HeldTurn:
 
     stored: bytes | None
     pending: bytes | None = None
+    # Called, in order, once the release wrote `pending` (e.g. publishing the new events to a broker).
+    on_stored: list[Callable[[], None]] = field(default_factory=list)
 
 
 class TurnBuffer:
@@ -41,12 +44,15 @@ class TurnBuffer:
             return False, None
         return True, turn.pending if turn.pending is not None else turn.stored
 
-    def write(self, tracker_key: str, blob: bytes) -> bool:
-        """Keep `blob` for the release when a turn is held (True); False means "write it yourself"."""
+    def write(self, tracker_key: str, blob: bytes, stored: Callable[[], None] | None = None) -> bool:
+        """Keep `blob` (and `stored`, run once it is written) for the release when a turn is held (True);
+        False means "write it yourself"."""
         turn = self._turns.get(tracker_key)
         if turn is None:
             return False
         turn.pending = blob
+        if stored is not None:
+            turn.on_stored.append(stored)
         return True
 
     def __len__(self) -> int:
