@@ -14,8 +14,10 @@ from gateway.agents.inference import InferenceThread
 from gateway.agents.model_updates import model_updates
 from gateway.agents.monitor import Monitor
 from gateway.agents.pool import AgentPool
+from gateway.auth import admin as auth
+from gateway.auth import google as google_auth
 from gateway.errors import AuthError, BadRequest, TrainingError
-from gateway.routing import access, admin, admin_status, auth, google_auth, health, limits, webhook
+from gateway.routing import access, admin, admin_status, health, limits, webhook
 from gateway.routing.inflight import InFlight
 from gateway.routing.locale import LocaleRouter
 from gateway.settings import Settings

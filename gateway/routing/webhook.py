@@ -11,13 +11,15 @@ from aiohttp import web
 
 from gateway import appkeys, metrics
 from gateway.agents.pool import Bot
+from gateway.auth import google as google_auth
+from gateway.channels import rich
+from gateway.channels.actions_builder import ActionsBuilderCodec
+from gateway.channels.conversation_v2 import ConversationV2Codec
+from gateway.channels.dialogflow_es import DialogflowCodec
+from gateway.channels.protocol import JSON, Codec, Reply, Turn, TurnKind
 from gateway.errors import BadRequest, BotNotReady, StorageError
-from gateway.routing import access, google_auth, rich
-from gateway.routing.actions_builder import ActionsBuilderCodec
+from gateway.routing import access
 from gateway.routing.body import read_json
-from gateway.routing.conversation_v2 import ConversationV2Codec
-from gateway.routing.dialogflow import DialogflowCodec
-from gateway.routing.protocol import JSON, Codec, Reply, Turn, TurnKind
 
 logger = logging.getLogger(__name__)
 

@@ -9,9 +9,9 @@ from collections.abc import AsyncIterator
 from aiohttp import web
 
 from gateway import appkeys, metrics
-from gateway.routing.auth import refusal_response
-from gateway.routing.google_keys import GoogleKeys, check_key_file
-from gateway.routing.google_token import GoogleVerifier, TokenRejected
+from gateway.auth.admin import refusal_response
+from gateway.auth.google_keys import GoogleKeys, check_key_file
+from gateway.auth.google_token import GoogleVerifier, TokenRejected
 from gateway.settings import Settings
 
 logger = logging.getLogger(__name__)
