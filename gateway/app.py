@@ -95,8 +95,7 @@ def create_app(settings: Settings, resolve_models: ModelResolver = newest_local_
     app.cleanup_ctx.append(model_updates(resolve_models))
     app.cleanup_ctx.append(_health_monitor)
 
-    app.router.add_post("/webhook/google", webhook.google_webhook)
-    app.router.add_post("/google_action", webhook.google_webhook)
+    webhook.install(app)  # every enabled channel's routes and resources (gateway/channels/registry.py)
     app.router.add_get("/healthz", health.healthz)
     app.router.add_get("/readyz", health.readyz)
     app.router.add_get("/bots", health.list_bots)

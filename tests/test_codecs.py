@@ -10,9 +10,9 @@ import pytest
 from gateway.channels.actions_builder import ActionsBuilderCodec
 from gateway.channels.conversation_v2 import ConversationV2Codec
 from gateway.channels.dialogflow_es import DialogflowCodec
+from gateway.channels.google import detect
 from gateway.channels.protocol import TurnKind
 from gateway.errors import BadRequest, ConfigError
-from gateway.routing.webhook import detect
 from gateway.settings import load_settings
 from tests.shapes import dialogflow_request, v2_request
 from tests.support import builder_request
