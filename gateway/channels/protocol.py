@@ -55,6 +55,6 @@ class Codec(Protocol):
         """Turn or BadRequest naming the field at fault."""
         ...
 
-    def encode(self, turn: Turn, reply: Reply) -> JSON:
-        """The response body for `reply`."""
+    def encode(self, turn: Turn, reply: Reply) -> JSON | list[JSON]:
+        """The response body for `reply` (an object; Rasa's REST channel answers a list)."""
         ...

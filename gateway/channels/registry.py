@@ -10,12 +10,14 @@ import logging
 
 from gateway.channels.channel import Channel
 from gateway.channels.google import GoogleChannel
+from gateway.channels.rest import RestChannel
 from gateway.settings import Settings
 
 logger = logging.getLogger(__name__)
 
 CHANNEL_TYPES: dict[str, type[Channel]] = {
     "google": GoogleChannel,
+    "rest": RestChannel,
 }
 
 
