@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import logging
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -12,6 +14,7 @@ from gateway.channels.registry import CHANNEL_TYPES, enabled_channels
 from gateway.errors import ConfigError
 from gateway.routing.webhook import sender_id
 from gateway.settings import CHANNEL_PATHS, load_settings
+from tests.security.conftest import new_key
 
 SKILL = "amzn1.ask.skill.00000000-0000-0000-0000-000000000000"
 
@@ -93,3 +96,20 @@ def test_unverified_channels_are_warned_about(caplog: pytest.LogCaptureFixture) 
             assert any(
                 f"channel {name} " in r.getMessage() and "NOT verified" in r.message for r in caplog.records
             )
+
+
+def test_a_verified_deployment_serves_only_verified_channels(tmp_path: Path) -> None:
+    jwks = tmp_path / "certs.json"
+    jwks.write_text(json.dumps({"keys": [new_key().jwk()]}), encoding="utf-8")
+    google = {"google.project_id": "my-actions-project", "google.jwks_file": str(jwks)}
+    posts = served_posts(**google)
+    assert "/webhook/google" in posts
+    assert "/webhooks/rest/webhook" not in posts and "/webhook/dialogflow-cx" not in posts
+    posts = served_posts(
+        **google,
+        **{
+            "channels.rest.token": "0123456789abcdef0123",
+            "channels.dialogflow_cx.headers": {"X-Secret": "v"},
+        },
+    )
+    assert {"/webhooks/rest/webhook", "/webhook/dialogflow-cx"} <= posts

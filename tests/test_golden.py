@@ -27,6 +27,7 @@ GOOGLE_SHAPES = {"actions_builder", "conversation_v2", "dialogflow"}
 PATHS = {
     **dict.fromkeys(GOOGLE_SHAPES, "/webhook/google"),
     "rest": "/webhooks/rest/webhook",
+    "dialogflow_cx": "/webhook/dialogflow-cx",
 }
 
 

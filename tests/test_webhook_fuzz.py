@@ -33,7 +33,7 @@ FUZZ = settings(
 )
 CLIENT_ERRORS = {400, 413, 415}
 # Channels with their own endpoint (Google's shapes share /webhook/google).
-PATHS = {"rest": "/webhooks/rest/webhook"}
+PATHS = {"rest": "/webhooks/rest/webhook", "dialogflow_cx": "/webhook/dialogflow-cx"}
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
@@ -134,6 +134,31 @@ df_requests = st.builds(
 rest_requests = st.fixed_dictionaries(
     {"sender": session_ids, "message": utterances},
     optional={"metadata": st.fixed_dictionaries({}, optional={"locale": locales}) | json_values},
+)
+cx_requests = st.fixed_dictionaries(
+    {
+        "detectIntentResponseId": st.text(max_size=36),
+        "sessionInfo": st.fixed_dictionaries(
+            {"session": session_ids},
+            optional={"parameters": st.dictionaries(st.text(max_size=8), json_values, max_size=3)},
+        ),
+        "languageCode": locales,
+        "fulfillmentInfo": st.fixed_dictionaries({"tag": st.sampled_from(["rasa", "welcome", "cancel", ""])}),
+        "pageInfo": st.fixed_dictionaries(
+            {
+                "currentPage": st.sampled_from(
+                    ["projects/p/locations/l/agents/a/flows/f/pages/START_PAGE", "x"]
+                )
+            }
+        ),
+    },
+    optional={
+        "text": utterances,
+        "transcript": utterances,
+        "triggerEvent": st.sampled_from(["sys.no-input-default", "sys.no-match-1", "custom"]),
+        "intentInfo": st.fixed_dictionaries({"displayName": st.text(max_size=20)}),
+        "payload": json_values,
+    },
 )
 
 
@@ -239,6 +264,14 @@ async def test_rest_payloads(
     client: TestClient, fuzz_settings: Settings, body: dict[str, Any], ascii_only: bool
 ) -> None:
     await check(client, fuzz_settings, body, encode(body, ascii_only), "application/json", "rest")
+
+
+@FUZZ
+@given(body=mutated(cx_requests), ascii_only=st.booleans())
+async def test_dialogflow_cx_payloads(
+    client: TestClient, fuzz_settings: Settings, body: dict[str, Any], ascii_only: bool
+) -> None:
+    await check(client, fuzz_settings, body, encode(body, ascii_only), "application/json", "dialogflow_cx")
 
 
 def _nested(depth: int, as_object: bool) -> bytes:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 
 from gateway.channels.channel import Channel
+from gateway.channels.dialogflow_cx import DialogflowCxChannel
 from gateway.channels.google import GoogleChannel
 from gateway.channels.rest import RestChannel
 from gateway.settings import Settings
@@ -18,6 +19,7 @@ logger = logging.getLogger(__name__)
 CHANNEL_TYPES: dict[str, type[Channel]] = {
     "google": GoogleChannel,
     "rest": RestChannel,
+    "dialogflow_cx": DialogflowCxChannel,
 }
 
 
