@@ -33,7 +33,11 @@ FUZZ = settings(
 )
 CLIENT_ERRORS = {400, 413, 415}
 # Channels with their own endpoint (Google's shapes share /webhook/google).
-PATHS = {"rest": "/webhooks/rest/webhook", "dialogflow_cx": "/webhook/dialogflow-cx"}
+PATHS = {
+    "rest": "/webhooks/rest/webhook",
+    "dialogflow_cx": "/webhook/dialogflow-cx",
+    "dialogflow_es": "/webhook/dialogflow-es",
+}
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
@@ -223,7 +227,7 @@ async def check(
         assert schema_errors("error", answer) == [], answer
         assert "Traceback" not in answer["error"]
         return
-    shape = channel or shape_of(body)
+    shape = {"dialogflow_es": "dialogflow"}.get(channel or "", channel) or shape_of(body)
     assert schema_errors(shape, answer) == [], (shape, answer, body)
     dumped = json.dumps(answer, ensure_ascii=False)
     for bot in settings.bots.values():
@@ -272,6 +276,14 @@ async def test_dialogflow_cx_payloads(
     client: TestClient, fuzz_settings: Settings, body: dict[str, Any], ascii_only: bool
 ) -> None:
     await check(client, fuzz_settings, body, encode(body, ascii_only), "application/json", "dialogflow_cx")
+
+
+@FUZZ
+@given(body=mutated(df_requests), ascii_only=st.booleans())
+async def test_dialogflow_es_channel_payloads(
+    client: TestClient, fuzz_settings: Settings, body: dict[str, Any], ascii_only: bool
+) -> None:
+    await check(client, fuzz_settings, body, encode(body, ascii_only), "application/json", "dialogflow_es")
 
 
 def _nested(depth: int, as_object: bool) -> bytes:

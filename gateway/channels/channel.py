@@ -68,6 +68,8 @@ class Channel:
 
     def codec_for(self, body: JSON) -> Codec:
         """The codec whose shape `body` has, or BadRequest."""
+        if len(self.codecs) == 1:
+            return self.codecs[0]  # its decode names the field at fault, more useful than "unrecognised"
         for codec in self.codecs:
             if codec.matches(body):
                 return codec

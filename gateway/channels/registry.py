@@ -10,6 +10,7 @@ import logging
 
 from gateway.channels.channel import Channel
 from gateway.channels.dialogflow_cx import DialogflowCxChannel
+from gateway.channels.dialogflow_es_channel import DialogflowEsChannel
 from gateway.channels.google import GoogleChannel
 from gateway.channels.rest import RestChannel
 from gateway.settings import Settings
@@ -20,6 +21,7 @@ CHANNEL_TYPES: dict[str, type[Channel]] = {
     "google": GoogleChannel,
     "rest": RestChannel,
     "dialogflow_cx": DialogflowCxChannel,
+    "dialogflow_es": DialogflowEsChannel,
 }
 
 
