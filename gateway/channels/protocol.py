@@ -15,6 +15,7 @@ class TurnKind(str, enum.Enum):
     CANCEL = "cancel"  # the user wants out (actions.intent.CANCEL)
     NO_INPUT = "no_input"  # the user said nothing
     HEALTH_CHECK = "health_check"  # Google's health check: answer without touching a bot
+    ENDED = "ended"  # the session is over (Alexa's SessionEndedRequest): nothing to say, nothing stored
 
 
 @dataclass(frozen=True)

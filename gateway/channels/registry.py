@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 
+from gateway.channels.alexa import AlexaChannel
 from gateway.channels.channel import Channel
 from gateway.channels.dialogflow_cx import DialogflowCxChannel
 from gateway.channels.dialogflow_es_channel import DialogflowEsChannel
@@ -22,6 +23,7 @@ CHANNEL_TYPES: dict[str, type[Channel]] = {
     "rest": RestChannel,
     "dialogflow_cx": DialogflowCxChannel,
     "dialogflow_es": DialogflowEsChannel,
+    "alexa": AlexaChannel,
 }
 
 

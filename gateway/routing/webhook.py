@@ -89,6 +89,8 @@ async def channel_webhook(request: web.Request, channel: Channel) -> web.Respons
         return _refused(request, channel, exc)
     except BadRequest as exc:
         return error_response(exc.status, exc.reason)
+    if turn.kind is TurnKind.ENDED:
+        return json_response(codec.encode(turn, Reply([], end_conversation=True)))
     route = app[appkeys.ROUTER].route(turn.locale)
     if turn.kind is TurnKind.HEALTH_CHECK:
         # Never touches a bot or a tracker; shapes that need a prompt get the polite goodbye.
