@@ -14,6 +14,7 @@ import pytest_asyncio
 import redis.asyncio as aioredis
 from aiohttp.test_utils import TestClient
 
+from gateway import metrics
 from gateway.channels.rest import accept_language
 from gateway.settings import load_settings
 from tests.inprocess import running_gateway
@@ -191,3 +192,17 @@ async def test_accept_language_picks_the_most_preferred_tag() -> None:
     assert accept_language("*;q=1, de;q=0.1") == "de"
     assert accept_language("de;q=0, fr;q=bad") is None
     assert accept_language("") is None
+
+
+async def test_request_id_and_metrics_are_labelled_by_channel(client: TestClient) -> None:
+    def count(status: str, lang: str) -> float:
+        labels = {"channel": "rest", "lang": lang, "status": status}
+        return metrics.REGISTRY.get_sample_value("gateway_requests_total", labels) or 0.0
+
+    ok, bad = count("200", "pl"), count("400", "none")
+    body = {"sender": f"s-{uuid.uuid4().hex}", "message": "cześć", "metadata": {"locale": "pl-PL"}}
+    async with client.post(WEBHOOK, json=body, headers={**AUTH, "X-Request-Id": "rest-req-1"}) as resp:
+        assert resp.status == 200 and resp.headers["X-Request-Id"] == "rest-req-1"
+    async with client.post(WEBHOOK, json={"sender": "x"}, headers=AUTH) as resp:
+        assert resp.status == 400
+    assert (count("200", "pl"), count("400", "none")) == (ok + 1, bad + 1)

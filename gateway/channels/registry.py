@@ -49,7 +49,8 @@ def enabled_channels(settings: Settings) -> list[Channel]:
                 )
                 continue
             logger.warning(
-                "channel %s (%s) is NOT verified: anyone who knows the URL can talk to the bots; set %s",
+                "channel %s (%s) accepts unverified requests: anyone who knows the URL can talk to the bots; "
+                "set %s",
                 name,
                 channel.settings.path,
                 channel.credentials_hint,
