@@ -149,6 +149,11 @@ class ChannelSettings:
     skill_id: str | None = None  # alexa: the applicationId requests must carry
 
 
+def default_channels() -> dict[str, ChannelSettings]:
+    """Every channel with its documented defaults (all on but Alexa, which needs a skill id)."""
+    return {name: ChannelSettings(enabled=name != "alexa", path=path) for name, path in CHANNEL_PATHS.items()}
+
+
 @dataclass(frozen=True)
 class MonitorSettings:
     interval_seconds: float = 10.0
@@ -182,7 +187,7 @@ class Settings:
     delivery: DeliverySettings = DeliverySettings()
     admin: AdminSettings = AdminSettings()
     google: GoogleSettings = GoogleSettings()
-    channels: Mapping[str, ChannelSettings] = field(default_factory=dict)
+    channels: Mapping[str, ChannelSettings] = field(default_factory=default_channels)
     monitor: MonitorSettings = MonitorSettings()
     logging: LoggingSettings = LoggingSettings()
 
