@@ -42,6 +42,12 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--max-requests", type=int, default=200_000, help="request cap per level")
     parser.add_argument("--systems", default="raw,gateway,usual", help="which of raw,gateway,usual to run")
     parser.add_argument("--langs", default="en,pl,de")
+    parser.add_argument(
+        "--channel",
+        default="google",
+        choices=["google", "rest", "dialogflow_cx"],
+        help="what the load speaks to the gateway (the usual deployment is always driven with google)",
+    )
     parser.add_argument("--ready-timeout", type=float, default=600.0, help="seconds to wait for start-up")
     parser.add_argument(
         "--inference",
@@ -133,7 +139,13 @@ def run_raw(models: dict[str, Path], args: argparse.Namespace, levels: list[int]
 
 
 def loadgen(
-    system: System, concurrency: int, duration: float, max_requests: int, probes: bool, langs: list[str]
+    system: System,
+    concurrency: int,
+    duration: float,
+    max_requests: int,
+    probes: bool,
+    langs: list[str],
+    channel: str = "google",
 ) -> dict[str, Any]:
     """One load run from a separate process; its JSON result."""
     with tempfile.TemporaryDirectory(prefix="bench-load-") as tmp:
@@ -152,6 +164,8 @@ def loadgen(
             str(max_requests),
             "--langs",
             ",".join(langs),
+            "--channel",
+            channel,
             "--out",
             str(out),
             *(f"--probe={url}" for url in (system.probes if probes else [])),
@@ -168,11 +182,12 @@ def measure(
     """Every concurrency level against `system`: warm-up, then a measured run with CPU and RSS around it."""
     groups = {**system.groups, "redis": [redis.service]}
     points = []
+    channel = args.channel if system.name.startswith("gateway") else "google"
     for level in levels:
         if args.warmup > 0:
-            loadgen(system, level, args.warmup, args.max_requests, False, langs)
+            loadgen(system, level, args.warmup, args.max_requests, False, langs, channel)
         before = {name: cpu_seconds(pids) for name, pids in _pids(system, groups).items()}
-        point = loadgen(system, level, args.duration, args.max_requests, True, langs)
+        point = loadgen(system, level, args.duration, args.max_requests, True, langs, channel)
         after = {name: cpu_seconds(pids) for name, pids in _pids(system, groups).items()}
         requests = max(1, point["requests"])
         point["cpu_ms_per_request"] = {n: round(1000 * (after[n] - before[n]) / requests, 3) for n in after}
@@ -244,6 +259,7 @@ def main() -> int:
             "duration": args.duration,
             "warmup": args.warmup,
             "langs": langs,
+            "channel": args.channel,
             "workers": workers,
             "inference": inference,
             "command": " ".join(sys.argv),

@@ -83,3 +83,38 @@ def speech(answer: Any) -> str | None:
         return str(answer["prompt"]["firstSimple"]["speech"])
     except (KeyError, TypeError):
         return None
+
+
+# Channels the load generator can speak to the gateway (`--channel`), with their webhook paths.
+CHANNEL_PATHS = {
+    "google": "/webhook/google",
+    "rest": "/webhooks/rest/webhook",
+    "dialogflow_cx": "/webhook/dialogflow-cx",
+}
+
+
+def request_for(channel: str, lang: str, session: str, text: str) -> dict[str, Any]:
+    """One turn of `session` on `channel`, carrying `text` in `lang`'s locale."""
+    if channel == "rest":
+        return {"sender": session, "message": text, "metadata": {"locale": LOCALES[lang]}}
+    if channel == "dialogflow_cx":
+        return {
+            "detectIntentResponseId": session,
+            "sessionInfo": {"session": f"projects/bench/locations/global/agents/bench/sessions/{session}"},
+            "fulfillmentInfo": {"tag": "rasa"},
+            "languageCode": LOCALES[lang],
+            "text": text,
+        }
+    return builder_request(lang, session, text)
+
+
+def speech_for(channel: str, answer: Any) -> str | None:
+    """The first thing the bot said in `channel`'s answer, or None when it said nothing."""
+    try:
+        if channel == "rest":
+            return str(answer[0]["text"])
+        if channel == "dialogflow_cx":
+            return str(answer["fulfillmentResponse"]["messages"][0]["text"]["text"][0])
+    except (KeyError, IndexError, TypeError):
+        return None
+    return speech(answer)

@@ -111,7 +111,12 @@ _EXCHANGE_ERRORS = (
 
 
 async def _converse(
-    conn: _Connection, worker: int, langs: tuple[str, ...], budget: _Budget, rec: Recorder
+    conn: _Connection,
+    worker: int,
+    langs: tuple[str, ...],
+    budget: _Budget,
+    rec: Recorder,
+    channel: str = "google",
 ) -> None:
     number = 0
     try:
@@ -122,7 +127,7 @@ async def _converse(
             for (text, _), allowed in zip(conv.SCRIPTS[lang], conv.expected(lang), strict=True):
                 if not budget.take():
                     return
-                body = orjson.dumps(conv.builder_request(lang, session, text))
+                body = orjson.dumps(conv.request_for(channel, lang, session, text))
                 started = time.perf_counter()
                 try:
                     status, raw = await conn.post(body)
@@ -135,7 +140,7 @@ async def _converse(
                     rec.error(f"HTTP {status}: {raw[:200]!r}")
                     break
                 try:
-                    said = conv.speech(orjson.loads(raw))
+                    said = conv.speech_for(channel, orjson.loads(raw))
                 except ValueError:
                     rec.error(f"not JSON: {raw[:200]!r}")
                     break
@@ -180,6 +185,7 @@ async def run(
     probes: list[str],
     probe_interval: float,
     timeout: float,
+    channel: str = "google",
 ) -> dict[str, Any]:
     """One closed-loop run; returns the summary (and probe results when asked)."""
     rec = Recorder()
@@ -192,7 +198,7 @@ async def run(
     rec.started = time.perf_counter()
     await asyncio.gather(
         *(
-            _converse(_Connection(host, port, path, timeout), worker, langs, budget, rec)
+            _converse(_Connection(host, port, path, timeout), worker, langs, budget, rec, channel)
             for worker in range(concurrency)
         )
     )
@@ -211,7 +217,8 @@ async def run(
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m bench.loadgen", description=__doc__)
     parser.add_argument("--url", required=True, help="base URL, http://127.0.0.1:PORT (loopback only)")
-    parser.add_argument("--path", default="/webhook/google")
+    parser.add_argument("--channel", default="google", choices=sorted(conv.CHANNEL_PATHS))
+    parser.add_argument("--path", help="webhook path (default: the channel's)")
     parser.add_argument("--concurrency", type=int, default=8)
     parser.add_argument("--duration", type=float, default=10.0, help="seconds (upper bound)")
     parser.add_argument("--max-requests", type=int, default=1_000_000, help="requests (upper bound)")
@@ -239,7 +246,7 @@ def main() -> int:
     result = asyncio.run(
         run(
             args.url.rstrip("/"),
-            args.path,
+            args.path or conv.CHANNEL_PATHS[args.channel],
             args.concurrency,
             args.duration,
             args.max_requests,
@@ -247,6 +254,7 @@ def main() -> int:
             args.probe,
             args.probe_interval,
             args.timeout,
+            args.channel,
         )
     )
     text = json.dumps(result, indent=1)

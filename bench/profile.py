@@ -27,7 +27,7 @@ from gateway.settings import ROOT
 # Frames whose total time says where a request's CPU goes (names as pyinstrument prints them).
 _FRAMES = {
     "aiohttp request handling (total)": "RequestHandler._handle_request",
-    "  gateway webhook handler (total)": "google_webhook",
+    "  gateway webhook handler (total)": "channel_webhook",
     "    reading and checking the body": "read_json",
     "    decode (Actions Builder)": "ActionsBuilderCodec.decode",
     "    encode + JSON response": "json_response",

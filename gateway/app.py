@@ -15,20 +15,11 @@ from gateway.agents.model_updates import model_updates
 from gateway.agents.monitor import Monitor
 from gateway.agents.pool import AgentPool
 from gateway.agents.signing import verifier_for
+from gateway.auth import admin as auth
+from gateway.auth import google as google_auth
 from gateway.brokers.context import event_brokers
 from gateway.errors import AuthError, BadRequest, TrainingError
-from gateway.routing import (
-    access,
-    admin,
-    admin_status,
-    auth,
-    encoding,
-    google_auth,
-    health,
-    limits,
-    surface,
-    webhook,
-)
+from gateway.routing import access, admin, admin_status, encoding, health, limits, surface, webhook
 from gateway.routing.inflight import InFlight
 from gateway.routing.locale import LocaleRouter
 from gateway.settings import Settings
@@ -114,8 +105,7 @@ def create_app(settings: Settings, resolve_models: ModelResolver = newest_local_
     app.cleanup_ctx.append(model_updates(resolve_models))
     app.cleanup_ctx.append(_health_monitor)
 
-    app.router.add_post("/webhook/google", webhook.google_webhook)
-    app.router.add_post("/google_action", webhook.google_webhook)
+    webhook.install(app)  # every enabled channel's routes and resources (gateway/channels/registry.py)
     app.router.add_get("/healthz", health.healthz)
     app.router.add_get("/readyz", health.readyz)
     app.router.add_get("/bots", health.list_bots)

@@ -9,8 +9,8 @@ from aiohttp import web
 from gateway.agents.monitor import Monitor
 from gateway.agents.pool import AgentPool
 from gateway.agents.swapper import Swapper
+from gateway.auth.google_token import GoogleVerifier
 from gateway.brokers.publisher import Publishers
-from gateway.routing.google_token import GoogleVerifier
 from gateway.routing.inflight import InFlight
 from gateway.routing.locale import LocaleRouter
 from gateway.settings import Settings
@@ -27,7 +27,7 @@ BACKGROUND = web.AppKey("background", set[asyncio.Task[object]])
 STARTUP = web.AppKey("startup", asyncio.Task[None])
 # The process's one pooled Redis client; None in embedded mode.
 REDIS: web.AppKey[RedisClient | None] = web.AppKey("redis")
-# Present only while google.project_id is set (see gateway/routing/google_auth.py).
+# Present only while google.project_id is set (see gateway/auth/google.py).
 GOOGLE_VERIFIER = web.AppKey("google_verifier", GoogleVerifier)
 MONITOR = web.AppKey("monitor", Monitor)
 # Requests being handled; shutdown waits for them (gateway/server.py).

@@ -88,3 +88,13 @@ class ActiveModelConflict(StorageError):
 
 class AuthError(GatewayError):
     """A request failed authentication (bad/missing Google JWT or admin token)."""
+
+
+class Refused(AuthError):
+    """A channel refused a request's credentials; `label` is a bounded metric label, `text` the reason."""
+
+    def __init__(self, label: str, text: str, *, status: int = 401) -> None:
+        super().__init__(text)
+        self.label = label
+        self.text = text
+        self.status = status

@@ -130,6 +130,41 @@ class GoogleSettings:
     leeway_seconds: int = 30
 
 
+# channels.<name>: every channel the gateway can serve, with its default path (see gateway/channels/).
+CHANNEL_PATHS = {
+    "google": "/webhook/google",
+    "dialogflow_es": "/webhook/dialogflow-es",
+    "dialogflow_cx": "/webhook/dialogflow-cx",
+    "rest": "/webhooks/rest",
+    "alexa": "/webhook/alexa",
+}
+_PATH_RE = re.compile(r"^(/[A-Za-z0-9._~-]+)+$")
+_HEADER_NAME_RE = re.compile(r"^[A-Za-z0-9!#$%&'*+.^_`|~-]{1,64}$")
+
+
+@dataclass(frozen=True)
+class ChannelSettings:
+    """channels.<name>: served or not, where, and the credentials its requests are verified with.
+
+    Each channel reads only its own credentials (gateway/channels/<name>.py); unset means unverified.
+    """
+
+    enabled: bool = True
+    path: str = ""
+    token: str | None = field(default=None, repr=False)  # rest: bearer token
+    username: str | None = None  # dialogflow_es: basic auth
+    password: str | None = field(default=None, repr=False)
+    headers: Mapping[str, str] = field(default_factory=dict, repr=False)  # dialogflow_es/_cx: static headers
+    audience: str | None = None  # dialogflow_cx: the OIDC ID token's aud (the webhook URL)
+    service_accounts: tuple[str, ...] = ()  # dialogflow_cx: accepted token emails (empty = any)
+    skill_id: str | None = None  # alexa: the applicationId requests must carry
+
+
+def default_channels() -> dict[str, ChannelSettings]:
+    """Every channel with its documented defaults (all on but Alexa, which needs a skill id)."""
+    return {name: ChannelSettings(enabled=name != "alexa", path=path) for name, path in CHANNEL_PATHS.items()}
+
+
 @dataclass(frozen=True)
 class MonitorSettings:
     interval_seconds: float = 10.0
@@ -163,6 +198,7 @@ class Settings:
     delivery: DeliverySettings = DeliverySettings()
     admin: AdminSettings = AdminSettings()
     google: GoogleSettings = GoogleSettings()
+    channels: Mapping[str, ChannelSettings] = field(default_factory=default_channels)
     monitor: MonitorSettings = MonitorSettings()
     logging: LoggingSettings = LoggingSettings()
 
@@ -564,6 +600,7 @@ def _build(raw: Mapping[str, Any], base: Path) -> Settings:
         jwks_file=g.path("jwks_file", None, base, optional=True),
         leeway_seconds=g.int_("leeway_seconds", 30, 0, 600),
     )
+    channels = _channels(top.section("channels"))
     mo = top.section("monitor")
     monitor = MonitorSettings(
         interval_seconds=mo.float_("interval_seconds", 10.0, 0.0, 3600.0),
@@ -592,6 +629,63 @@ def _build(raw: Mapping[str, Any], base: Path) -> Settings:
         delivery=delivery,
         admin=AdminSettings(token=token),
         google=google,
+        channels=channels,
         monitor=monitor,
         logging=log,
     )
+
+
+def _channels(c: _Reader) -> dict[str, ChannelSettings]:
+    out: dict[str, ChannelSettings] = {}
+    for name, default_path in CHANNEL_PATHS.items():
+        r = c.section(name)
+        path = r.str_("path", default_path).rstrip("/")
+        if not _PATH_RE.match(path):
+            raise r.fail("path", path, "an absolute URL path such as " + default_path)
+        username, password = r.str_("username", optional=True), r.str_("password", optional=True)
+        if (username is None) != (password is None) or (username is not None and ":" in username):
+            raise ConfigError(
+                f"invalid setting {r.key('username')}/{r.key('password')}: set both (basic auth, "
+                "no ':' in the user name) or neither"
+            )
+        token = r.str_("token", optional=True)
+        if token is not None and len(token) < 16:
+            raise ConfigError(f"invalid setting {r.key('token')}: too short (at least 16 characters)")
+        out[name] = ChannelSettings(
+            enabled=r.bool_("enabled", name != "alexa"),
+            path=path,
+            token=token,
+            username=username,
+            password=password,
+            headers=_headers(r),
+            audience=r.str_("audience", optional=True),
+            service_accounts=r.str_list("service_accounts", []),
+            skill_id=r.str_("skill_id", optional=True),
+        )
+    if out["alexa"].enabled and out["alexa"].skill_id is None:
+        raise ConfigError(
+            "invalid setting channels.alexa.skill_id=None: the Alexa channel needs the skill id requests "
+            "must carry (amzn1.ask.skill...); set it or channels.alexa.enabled=false"
+        )
+    paths = [s.path for s in out.values() if s.enabled]
+    if len(set(paths)) != len(paths):
+        raise ConfigError(
+            "channels: two enabled channels share a path; give each its own channels.<name>.path"
+        )
+    return out
+
+
+def _headers(r: _Reader) -> dict[str, str]:
+    """channels.<name>.headers: {Header-Name: secret value} (YAML mapping, also from the environment)."""
+    value = r.raw.get("headers")
+    if value is None or value == {}:
+        return {}
+    if not isinstance(value, Mapping) or not all(
+        isinstance(k, str) and _HEADER_NAME_RE.match(k) and isinstance(v, str | int) and str(v).strip()
+        for k, v in value.items()
+    ):
+        raise ConfigError(
+            f"invalid setting {r.key('headers')}: allowed a mapping of header names to non-empty values, "
+            "e.g. {X-Webhook-Secret: <value>}"
+        )
+    return {k: str(v).strip() for k, v in value.items()}

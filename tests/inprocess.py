@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
+from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
 from gateway.app import create_app
@@ -15,9 +16,17 @@ from gateway.settings import Settings
 
 
 @asynccontextmanager
-async def running_gateway(settings: Settings, ready_timeout: float = 180.0) -> AsyncIterator[TestClient]:
-    """The real application on a local port, yielded once every bot has loaded its model."""
-    async with TestClient(TestServer(create_app(settings))) as client:
+async def running_gateway(
+    settings: Settings, ready_timeout: float = 180.0, prepare: Callable[[web.Application], None] | None = None
+) -> AsyncIterator[TestClient]:
+    """The real application on a local port, yielded once every bot has loaded its model.
+
+    `prepare` may put test-only state on the app before it starts (e.g. Alexa's local trust).
+    """
+    app = create_app(settings)
+    if prepare is not None:
+        prepare(app)
+    async with TestClient(TestServer(app)) as client:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + ready_timeout
         while True:

@@ -7,12 +7,12 @@ from typing import Any
 
 import pytest
 
+from gateway.channels.actions_builder import ActionsBuilderCodec
+from gateway.channels.conversation_v2 import ConversationV2Codec
+from gateway.channels.dialogflow_es import DialogflowCodec
+from gateway.channels.google import detect
+from gateway.channels.protocol import TurnKind
 from gateway.errors import BadRequest, ConfigError
-from gateway.routing.actions_builder import ActionsBuilderCodec
-from gateway.routing.conversation_v2 import ConversationV2Codec
-from gateway.routing.dialogflow import DialogflowCodec
-from gateway.routing.protocol import TurnKind
-from gateway.routing.webhook import detect
 from gateway.settings import load_settings
 from tests.shapes import dialogflow_request, v2_request
 from tests.support import builder_request

@@ -89,7 +89,15 @@ async def test_the_public_port_serves_only_webhooks_and_health(surface: Surface)
         ) as resp:
             assert resp.status == 200
             answer = await resp.json()
+        # Every enabled channel is public, not only Google's (here Rasa's REST channel).
+        status, _, body = await _get(http, surface.public + "/webhooks/rest/")
+        assert (status, body) == (200, {"status": "ok"})
+        rest = {"sender": "public-port", "message": "hallo", "metadata": {"locale": "de-DE"}}
+        async with http.post(surface.public + "/webhooks/rest/webhook", json=rest) as resp:
+            assert resp.status == 200
+            rest_answer = await resp.json()
     assert answer["prompt"]["firstSimple"]["speech"] in responses("de", "utter_greet")
+    assert rest_answer[0]["text"] in responses("de", "utter_greet")
 
 
 async def test_the_management_port_serves_metrics_bots_and_admin(surface: Surface) -> None:
@@ -112,6 +120,9 @@ async def test_the_management_port_serves_metrics_bots_and_admin(surface: Surfac
         assert (status, body["error"]) == (401, "missing bearer token")
         # Webhooks are not served on the management port.
         async with http.post(url + "/webhook/google", json=builder_request("hello")) as resp:
+            assert (resp.status, await resp.json()) == (404, {"error": "Not Found"})
+        rest = {"sender": "management-port", "message": "hello"}
+        async with http.post(url + "/webhooks/rest/webhook", json=rest) as resp:
             assert (resp.status, await resp.json()) == (404, {"error": "Not Found"})
 
 

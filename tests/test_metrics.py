@@ -53,8 +53,8 @@ async def test_webhook_traffic_shows_by_language(gateway: GatewayProcess) -> Non
             assert after.delta(before, f"{histogram}_count", lang=lang) == count
             assert after.delta(before, f"{histogram}_bucket", lang=lang, le="+Inf") == count
             assert after.delta(before, f"{histogram}_sum", lang=lang) > 0
-    # A body that is not JSON never reaches a bot: counted with no channel and no language.
-    bad = {"channel": "unknown", "lang": "none", "status": "400"}
+    # A body that is not JSON never reaches a bot: counted under the endpoint's channel, with no language.
+    bad = {"channel": "google", "lang": "none", "status": "400"}
     assert after.delta(before, "gateway_requests_total", **bad) == 1
     assert after.delta(before, "gateway_locale_fallbacks_total", locale="ja-JP") == 1
     assert after.value("gateway_requests_in_flight") == 0

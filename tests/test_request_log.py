@@ -87,7 +87,7 @@ async def test_request_id_round_trip_and_one_line_per_request(
     assert resp.status == 400
     [error_line] = access_lines(caplog, resp.headers["X-Request-Id"])
     assert vars(error_line)["status"] == 400
-    assert vars(error_line)["channel"] == "unknown"
+    assert vars(error_line)["channel"] == "google"  # the endpoint's channel, shape unknown
     resp = await client.get("/nowhere", headers={"X-Request-Id": "lost-1"})
     assert resp.status == 404
     assert resp.headers["X-Request-Id"] == "lost-1"

@@ -6,11 +6,11 @@ from typing import Any
 
 import pytest
 
-from gateway.routing import rich
-from gateway.routing.actions_builder import END_SCENE, ActionsBuilderCodec
-from gateway.routing.conversation_v2 import ConversationV2Codec
-from gateway.routing.dialogflow import DialogflowCodec
-from gateway.routing.protocol import Reply, Turn, TurnKind
+from gateway.channels import rich
+from gateway.channels.actions_builder import END_SCENE, ActionsBuilderCodec
+from gateway.channels.conversation_v2 import ConversationV2Codec
+from gateway.channels.dialogflow_es import DialogflowCodec
+from gateway.channels.protocol import Reply, Turn, TurnKind
 from gateway.routing.webhook import _ends, never_silent
 from tests.shapes import schema_errors
 

@@ -32,6 +32,12 @@ FUZZ = settings(
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
 )
 CLIENT_ERRORS = {400, 413, 415}
+# Channels with their own endpoint (Google's shapes share /webhook/google).
+PATHS = {
+    "rest": "/webhooks/rest/webhook",
+    "dialogflow_cx": "/webhook/dialogflow-cx",
+    "dialogflow_es": "/webhook/dialogflow-es",
+}
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
@@ -129,6 +135,36 @@ df_requests = st.builds(
     payload=st.none() | st.just({}) | v2_requests,
 )
 
+rest_requests = st.fixed_dictionaries(
+    {"sender": session_ids, "message": utterances},
+    optional={"metadata": st.fixed_dictionaries({}, optional={"locale": locales}) | json_values},
+)
+cx_requests = st.fixed_dictionaries(
+    {
+        "detectIntentResponseId": st.text(max_size=36),
+        "sessionInfo": st.fixed_dictionaries(
+            {"session": session_ids},
+            optional={"parameters": st.dictionaries(st.text(max_size=8), json_values, max_size=3)},
+        ),
+        "languageCode": locales,
+        "fulfillmentInfo": st.fixed_dictionaries({"tag": st.sampled_from(["rasa", "welcome", "cancel", ""])}),
+        "pageInfo": st.fixed_dictionaries(
+            {
+                "currentPage": st.sampled_from(
+                    ["projects/p/locations/l/agents/a/flows/f/pages/START_PAGE", "x"]
+                )
+            }
+        ),
+    },
+    optional={
+        "text": utterances,
+        "transcript": utterances,
+        "triggerEvent": st.sampled_from(["sys.no-input-default", "sys.no-match-1", "custom"]),
+        "intentInfo": st.fixed_dictionaries({"displayName": st.text(max_size=20)}),
+        "payload": json_values,
+    },
+)
+
 
 def _slots(node: Any) -> list[tuple[Any, Any]]:
     """Every (container, key) pair inside a JSON value, the root's keys included."""
@@ -174,9 +210,16 @@ def mutated(draw: st.DrawFn, base: st.SearchStrategy[dict[str, Any]]) -> dict[st
 # --- properties ---------------------------------------------------------------------------------------------
 
 
-async def check(client: TestClient, settings: Settings, body: Any, raw: bytes, content_type: str) -> None:
-    """The one oracle: a well-formed answer, never a server error."""
-    status, answer = await post_raw(client, raw, content_type)
+async def check(
+    client: TestClient,
+    settings: Settings,
+    body: Any,
+    raw: bytes,
+    content_type: str,
+    channel: str | None = None,
+) -> None:
+    """The one oracle: a well-formed answer, never a server error (`channel`: a non-Google channel)."""
+    status, answer = await post_raw(client, raw, content_type, PATHS.get(channel or "", "/webhook/google"))
     event(f"status {status}")  # shown by --hypothesis-show-statistics
     assert status < 500, (status, answer, raw[:500])
     if status != 200:
@@ -184,7 +227,7 @@ async def check(client: TestClient, settings: Settings, body: Any, raw: bytes, c
         assert schema_errors("error", answer) == [], answer
         assert "Traceback" not in answer["error"]
         return
-    shape = shape_of(body)
+    shape = {"dialogflow_es": "dialogflow"}.get(channel or "", channel) or shape_of(body)
     assert schema_errors(shape, answer) == [], (shape, answer, body)
     dumped = json.dumps(answer, ensure_ascii=False)
     for bot in settings.bots.values():
@@ -217,6 +260,30 @@ async def test_dialogflow_payloads(
     client: TestClient, fuzz_settings: Settings, body: dict[str, Any], ascii_only: bool
 ) -> None:
     await check(client, fuzz_settings, body, encode(body, ascii_only), "application/json; charset=utf-8")
+
+
+@FUZZ
+@given(body=mutated(rest_requests), ascii_only=st.booleans())
+async def test_rest_payloads(
+    client: TestClient, fuzz_settings: Settings, body: dict[str, Any], ascii_only: bool
+) -> None:
+    await check(client, fuzz_settings, body, encode(body, ascii_only), "application/json", "rest")
+
+
+@FUZZ
+@given(body=mutated(cx_requests), ascii_only=st.booleans())
+async def test_dialogflow_cx_payloads(
+    client: TestClient, fuzz_settings: Settings, body: dict[str, Any], ascii_only: bool
+) -> None:
+    await check(client, fuzz_settings, body, encode(body, ascii_only), "application/json", "dialogflow_cx")
+
+
+@FUZZ
+@given(body=mutated(df_requests), ascii_only=st.booleans())
+async def test_dialogflow_es_channel_payloads(
+    client: TestClient, fuzz_settings: Settings, body: dict[str, Any], ascii_only: bool
+) -> None:
+    await check(client, fuzz_settings, body, encode(body, ascii_only), "application/json", "dialogflow_es")
 
 
 def _nested(depth: int, as_object: bool) -> bytes:
@@ -255,11 +322,12 @@ def raw_bodies(draw: st.DrawFn) -> bytes:
     content_type=st.sampled_from(
         ["application/json", "application/json; charset=utf-8", "text/plain", "application/octet-stream"]
     ),
+    path=st.sampled_from(["/webhook/google", *PATHS.values()]),
 )
 async def test_malformed_bodies_are_client_errors(
-    client: TestClient, fuzz_settings: Settings, raw: bytes, content_type: str
+    client: TestClient, fuzz_settings: Settings, raw: bytes, content_type: str, path: str
 ) -> None:
-    status, answer = await post_raw(client, raw, content_type)
+    status, answer = await post_raw(client, raw, content_type, path)
     event(f"status {status}")
     assert status in CLIENT_ERRORS, (status, answer, raw[:200])
     assert schema_errors("error", answer) == [], answer

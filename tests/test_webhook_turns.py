@@ -104,6 +104,38 @@ async def test_the_deadline_applies_to_every_shape(client: TestClient, turn_sett
     await asyncio.wait_for(asyncio.gather(*app[appkeys.BACKGROUND]), timeout=30)
 
 
+async def test_the_deadline_applies_to_every_channel(client: TestClient, turn_settings: Settings) -> None:
+    app = client.server.app
+    prompts = turn_settings.bots["de"].prompts
+    cx_session = "projects/p/locations/global/agents/a/sessions/deadline-cx"
+    channels = [
+        (
+            "/webhooks/rest/webhook",
+            {"sender": "deadline-rest", "message": "hallo", "metadata": {"locale": "de"}},
+            "rest:",
+            "deadline-rest",
+        ),
+        (
+            "/webhook/dialogflow-cx",
+            {"sessionInfo": {"session": cx_session}, "languageCode": "de", "text": "hallo"},
+            "dialogflow_cx:",
+            cx_session,
+        ),
+        (
+            "/webhook/dialogflow-es",
+            dialogflow_request("hallo", "de", "projects/p/agent/sessions/deadline-es"),
+            "dialogflow_es:",
+            "projects/p/agent/sessions/deadline-es",
+        ),
+    ]
+    for path, body, namespace, session in channels:
+        async with app[appkeys.POOL].locks.hold(f"de:{sender_id('de', session, namespace)}"):
+            status, answer = await post(client, body, path)
+        assert status == 200, answer
+        assert prompts.timeout in str(answer), path
+    await asyncio.wait_for(asyncio.gather(*app[appkeys.BACKGROUND]), timeout=30)
+
+
 async def test_turns_within_the_deadline_are_not_counted(client: TestClient) -> None:
     before = overruns("de")
     status, answer = await post(client, builder_request("hallo", "de-DE", "on-time-1"))

@@ -201,7 +201,12 @@ class AgentPool:
             bot._set_state(BotState.FAILED)
 
     async def respond(
-        self, lang: str, sender_id: str, text: str, metadata: dict[str, Any] | None = None
+        self,
+        lang: str,
+        sender_id: str,
+        text: str,
+        metadata: dict[str, Any] | None = None,
+        input_channel: str = "google",
     ) -> dialogue.BotMessages:
         """Run one turn for `sender_id`, after any earlier turn of the same conversation."""
         bot = self.get(lang)
@@ -211,7 +216,7 @@ class AgentPool:
             # Timed inside the lock: waiting for an earlier turn is not the bot's inference time. The slot
             # is taken inside the conversation lock too, so a slot holder never waits for another.
             with metrics.INFERENCE_LATENCY.labels(lang).time():
-                return await self._run(self._slotted(model, sender_id, text, metadata))
+                return await self._run(self._slotted(model, sender_id, text, metadata, input_channel))
 
     async def ping(self, lang: str, text: str | None = None) -> dialogue.BotMessages:
         """Probe `lang` on a throwaway tracker."""
@@ -219,10 +224,15 @@ class AgentPool:
         return await self._run(dialogue.probe(bot.require_model(), text or bot.settings.probe))
 
     async def _slotted(
-        self, model: LoadedModel, sender_id: str, text: str, metadata: dict[str, Any] | None
+        self,
+        model: LoadedModel,
+        sender_id: str,
+        text: str,
+        metadata: dict[str, Any] | None,
+        input_channel: str,
     ) -> dialogue.BotMessages:
         async with self.turn_slots or contextlib.nullcontext():
-            return await dialogue.run_turn(model, sender_id, text, metadata)
+            return await dialogue.run_turn(model, sender_id, text, metadata, input_channel)
 
     async def _run(self, turn: Coroutine[Any, Any, T]) -> T:
         """Await a turn where turns run: the inference thread when there is one, else right here."""

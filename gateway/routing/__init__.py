@@ -1,1 +1,1 @@
-"""Routing: webhook protocols, locale routing and the HTTP handlers."""
+"""Routing: HTTP handlers, locale routing, limits, access log, admin and health routes."""

@@ -11,6 +11,7 @@ from aiohttp import web
 from gateway import appkeys, metrics
 from gateway.agents.loader import LoadedModel
 from gateway.agents.pool import Bot
+from gateway.auth.admin import require_admin
 from gateway.errors import (
     ActiveModelConflict,
     AuthError,
@@ -22,7 +23,6 @@ from gateway.errors import (
     StorageError,
     UnknownBot,
 )
-from gateway.routing.auth import require_admin
 from gateway.routing.body import read_json
 from gateway.routing.webhook import error_response, json_response
 from gateway.storage.events import announce

@@ -6,7 +6,7 @@ import orjson
 from aiohttp import web
 
 from gateway import appkeys
-from gateway.routing.auth import require_admin
+from gateway.auth.admin import require_admin
 
 
 async def admin_status(request: web.Request) -> web.Response:

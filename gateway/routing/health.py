@@ -8,9 +8,9 @@ from aiohttp import web
 
 from gateway import appkeys, exposition, worker_state
 from gateway.agents import monitor
+from gateway.auth.admin import require_admin
 from gateway.errors import AuthError, UnknownBot
 from gateway.routing import surface
-from gateway.routing.auth import require_admin
 from gateway.routing.webhook import error_response, json_response
 
 

@@ -19,9 +19,10 @@ from aiohttp import web
 
 from gateway import appkeys
 
-WEBHOOK_PATHS = frozenset({"/webhook/google", "/google_action"})
+# Every enabled channel's routes (webhooks and their GET status pages): filled in by
+# gateway.routing.webhook.install, since channels and their paths come from settings.
+CHANNEL_PATHS = web.AppKey("channel_paths", frozenset[str])
 HEALTH_PATHS = frozenset({"/healthz", "/readyz"})
-PUBLIC_PATHS = WEBHOOK_PATHS | HEALTH_PATHS
 
 
 def management_enabled(request: web.Request) -> bool:
@@ -54,7 +55,11 @@ async def listener_guard(
     """404 for management routes on the public listener, and for webhooks on the management one."""
     if management_enabled(request):
         path = _route_path(request)
-        allowed = path not in WEBHOOK_PATHS if on_management_listener(request) else path in PUBLIC_PATHS
+        channels = request.app.get(CHANNEL_PATHS, frozenset())
+        if on_management_listener(request):
+            allowed = path not in channels
+        else:
+            allowed = path in channels or path in HEALTH_PATHS
         if not allowed:
             raise web.HTTPNotFound()
     return await handler(request)

@@ -1,9 +1,11 @@
-"""The Google webhook handler: decode, route by locale, run the turn under a deadline, encode."""
+"""The webhook handler of every channel: admit, read, decode, route by locale, answer in time, encode."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import orjson
@@ -11,28 +13,18 @@ from aiohttp import web
 
 from gateway import appkeys, metrics
 from gateway.agents.pool import Bot
-from gateway.errors import BadRequest, BotNotReady, StorageError
-from gateway.routing import access, google_auth, rich
-from gateway.routing.actions_builder import ActionsBuilderCodec
-from gateway.routing.body import read_json
-from gateway.routing.conversation_v2 import ConversationV2Codec
-from gateway.routing.dialogflow import DialogflowCodec
-from gateway.routing.protocol import JSON, Codec, Reply, Turn, TurnKind
+from gateway.auth.admin import refusal_response
+from gateway.channels import rich
+from gateway.channels.channel import Channel
+from gateway.channels.protocol import JSON, Reply, Turn, TurnKind
+from gateway.channels.registry import enabled_channels
+from gateway.errors import BadRequest, BotNotReady, Refused, StorageError
+from gateway.routing import access, surface
+from gateway.routing.body import parse_json, read_bytes
 
 logger = logging.getLogger(__name__)
 
-# Most specific shape first: a Dialogflow body nests an AppRequest, an AppRequest has no handler.
-CODECS: tuple[Codec, ...] = (DialogflowCodec(), ConversationV2Codec(), ActionsBuilderCodec())
-
-
-def detect(body: JSON) -> Codec:
-    """The codec whose shape `body` has, or BadRequest."""
-    for codec in CODECS:
-        if codec.matches(body):
-            return codec
-    raise BadRequest(
-        "unrecognised webhook body: expected an Actions Builder, conversation v2 or Dialogflow request"
-    )
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
 def json_response(body: Any, status: int = 200) -> web.Response:
@@ -44,22 +36,65 @@ def error_response(status: int, reason: str) -> web.Response:
     return json_response({"error": reason}, status)
 
 
-async def google_webhook(request: web.Request) -> web.Response:
-    """POST /webhook/google (alias /google_action)."""
+def install(app: web.Application) -> None:
+    """Serve every enabled channel: its routes, and its resources as one cleanup context."""
+    channels = enabled_channels(app[appkeys.SETTINGS])
+    paths: set[str] = set()
+    for channel in channels:
+        for path in channel.post_paths:
+            app.router.add_post(path, _handler(channel))
+            paths.add(path)
+        for path, body in channel.get_routes.items():
+            app.router.add_get(path, _fixed(body))
+            paths.add(path)
+    app[surface.CHANNEL_PATHS] = frozenset(paths)  # what the public listener serves besides health
+
+    async def channel_resources(app: web.Application) -> AsyncIterator[None]:
+        async with contextlib.AsyncExitStack() as stack:
+            for channel in channels:
+                await stack.enter_async_context(channel.running(app))
+            yield
+
+    app.cleanup_ctx.append(channel_resources)
+
+
+def _handler(channel: Channel) -> Handler:
+    async def handle(request: web.Request) -> web.StreamResponse:
+        return await channel_webhook(request, channel)
+
+    return handle
+
+
+def _fixed(body: JSON) -> Handler:
+    async def fixed(request: web.Request) -> web.StreamResponse:
+        return json_response(body)
+
+    return fixed
+
+
+async def channel_webhook(request: web.Request, channel: Channel) -> web.Response:
+    """POST on one of `channel`'s paths."""
     app = request.app
     settings = app[appkeys.SETTINGS]
     started = asyncio.get_running_loop().time()
-    refused = await google_auth.refusal(request)  # before the body is read: strangers get nothing parsed
-    if refused is not None:
-        return refused
-    note = access.webhook_exchange(request)
     try:
-        body = await read_json(request, settings.server.max_body_bytes, settings.server.read_timeout_seconds)
-        codec = detect(body)
+        await channel.admit(request)  # before the body is read: strangers get nothing parsed
+    except Refused as exc:
+        return _refused(request, channel, exc)
+    note = access.webhook_exchange(request)
+    note.channel = channel.name
+    try:
+        raw = await read_bytes(request, settings.server.max_body_bytes, settings.server.read_timeout_seconds)
+        body = parse_json(raw)
+        await channel.accept(request, raw, body)
+        codec, turn = channel.decode(request, body)
         note.channel = codec.channel
-        turn = codec.decode(body)
+    except Refused as exc:
+        return _refused(request, channel, exc)
     except BadRequest as exc:
         return error_response(exc.status, exc.reason)
+    if turn.kind is TurnKind.ENDED:
+        return json_response(codec.encode(turn, Reply([], end_conversation=True)))
     route = app[appkeys.ROUTER].route(turn.locale)
     if turn.kind is TurnKind.HEALTH_CHECK:
         # Never touches a bot or a tracker; shapes that need a prompt get the polite goodbye.
@@ -71,11 +106,25 @@ async def google_webhook(request: web.Request) -> web.Response:
     bot = app[appkeys.POOL].get(route.lang)
     note.lang, note.locale, note.text = bot.lang, route.locale, turn.text
     note.model = bot.model.name if bot.model else None
-    reply = await answer(app, bot, turn, started)
+    reply = await answer(app, bot, turn, started, namespace=channel.namespace, input_channel=channel.name)
     return json_response(codec.encode(turn, reply))
 
 
-async def answer(app: web.Application, bot: Bot, turn: Turn, started: float | None = None) -> Reply:
+def _refused(request: web.Request, channel: Channel, exc: Refused) -> web.Response:
+    metrics.AUTH_FAILURES.labels(channel.name, exc.label).inc()
+    logger.info("refused webhook request on %s: %s", request.path[:200], exc.label)
+    return refusal_response(exc.status, f"unauthorized: {exc.text}")
+
+
+async def answer(
+    app: web.Application,
+    bot: Bot,
+    turn: Turn,
+    started: float | None = None,
+    *,
+    namespace: str = "",
+    input_channel: str = "google",
+) -> Reply:
     """The bot's reply to `turn`, or the gateway's own prompt when the bot cannot give one in time.
 
     The deadline counts from `started` (the request's arrival, loop time). Past it the user hears
@@ -92,9 +141,9 @@ async def answer(app: web.Application, bot: Bot, turn: Turn, started: float | No
         return Reply([{"text": prompts.no_input}], end_conversation=turn.final)
     now = asyncio.get_running_loop().time()
     remaining = settings.server.deadline_seconds - (now - (now if started is None else started))
-    sender = sender_id(bot.lang, turn.session_id)
+    sender = sender_id(bot.lang, turn.session_id, namespace)
     pool = app[appkeys.POOL]
-    task = asyncio.create_task(pool.respond(bot.lang, sender, text, {"intent": turn.intent}))
+    task = asyncio.create_task(pool.respond(bot.lang, sender, text, {"intent": turn.intent}, input_channel))
     try:
         # shield: the deadline cancels our wait, never the turn itself.
         messages = await asyncio.wait_for(asyncio.shield(task), max(remaining, 0.0))
@@ -126,9 +175,13 @@ def never_silent(messages: list[JSON], empty_prompt: str) -> list[JSON]:
     return messages if rich.texts(messages) else [*messages, {"text": empty_prompt}]
 
 
-def sender_id(lang: str, session_id: str) -> str:
-    """The Rasa sender of a Google session, namespaced by language: a locale switch cannot mix trackers."""
-    return f"{lang}:{session_id}"
+def sender_id(lang: str, session_id: str, namespace: str = "") -> str:
+    """The Rasa sender of a session, namespaced by channel and language: trackers never mix.
+
+    Google's namespace is empty (`en:<session>`, as before channels existed); the others end in ':' and
+    are longer than any language code, so no session id on one channel can name another's tracker.
+    """
+    return f"{namespace}{lang}:{session_id}"
 
 
 def user_text(raw: str) -> str:

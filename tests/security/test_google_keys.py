@@ -13,9 +13,9 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.x509.oid import NameOID
 
+from gateway.auth import google_keys
+from gateway.auth.google_keys import GoogleKeys, KeysUnusable, max_age, parse_keys
 from gateway.errors import ConfigError
-from gateway.routing import google_keys
-from gateway.routing.google_keys import GoogleKeys, KeysUnusable, max_age, parse_keys
 from tests.security.conftest import JwksServer, SigningKey, new_key
 
 

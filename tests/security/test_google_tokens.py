@@ -252,7 +252,7 @@ async def test_key_server_errors_keep_the_keys_we_have(
 async def test_verification_off_warns_once_at_start_up(
     aiohttp_client: Any, caplog: pytest.LogCaptureFixture
 ) -> None:
-    caplog.set_level(logging.WARNING, logger="gateway.routing.google_auth")
+    caplog.set_level(logging.WARNING, logger="gateway.auth.google")
     client = await start_gateway(aiohttp_client, gateway_settings())
     for _ in range(3):
         resp = await post(client, None)

@@ -5,8 +5,8 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from gateway.channels.protocol import JSON
 from gateway.errors import BadRequest
-from gateway.routing.protocol import JSON
 
 MAX_SESSION_ID_CHARS = 512
 _CONTROL_RE = re.compile(r"[\x00-\x1f\x7f]")

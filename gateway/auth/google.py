@@ -8,10 +8,10 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 
-from gateway import appkeys, metrics
-from gateway.routing.auth import refusal_response
-from gateway.routing.google_keys import GoogleKeys, check_key_file
-from gateway.routing.google_token import GoogleVerifier, TokenRejected
+from gateway import appkeys
+from gateway.auth.google_keys import GoogleKeys, check_key_file
+from gateway.auth.google_token import GoogleVerifier, TokenRejected
+from gateway.errors import Refused
 from gateway.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -29,21 +29,18 @@ def request_token(request: web.Request) -> str:
     return value.strip()
 
 
-async def refusal(request: web.Request) -> web.Response | None:
-    """None when the request may proceed, else the 401 (or 503) answer; refusals are counted."""
+async def check(request: web.Request) -> None:
+    """Refused (401, or 503 when keys are unavailable) unless verification is off or the token verifies."""
     project_id = request.app[appkeys.SETTINGS].google.project_id
     if project_id is None:
-        return None  # verification off (warned at start-up)
+        return  # verification off (warned at start-up)
     verifier = request.app.get(appkeys.GOOGLE_VERIFIER)
     try:
         if verifier is None:  # fail closed: never let a missing set-up mean "no checks"
             raise TokenRejected("not_configured")
         await verifier.verify(request_token(request))
     except TokenRejected as exc:
-        metrics.AUTH_FAILURES.labels("google", exc.reason).inc()
-        logger.info("refused webhook request on %s: %s", request.path[:200], exc.reason)
-        return refusal_response(exc.status, f"unauthorized: {exc.text}")
-    return None
+        raise Refused(exc.reason, exc.text, status=exc.status) from None
 
 
 def preflight(settings: Settings) -> None:

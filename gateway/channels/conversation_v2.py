@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from gateway.channels import fields, rich
+from gateway.channels.protocol import JSON, Reply, Turn, TurnKind
 from gateway.errors import BadRequest
-from gateway.routing import fields, rich
-from gateway.routing.protocol import JSON, Reply, Turn, TurnKind
 from gateway.settings import MAX_CANCEL_CHARS
 
 TEXT_INTENT = "actions.intent.TEXT"

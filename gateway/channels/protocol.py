@@ -15,6 +15,7 @@ class TurnKind(str, enum.Enum):
     CANCEL = "cancel"  # the user wants out (actions.intent.CANCEL)
     NO_INPUT = "no_input"  # the user said nothing
     HEALTH_CHECK = "health_check"  # Google's health check: answer without touching a bot
+    ENDED = "ended"  # the session is over (Alexa's SessionEndedRequest): nothing to say, nothing stored
 
 
 @dataclass(frozen=True)
@@ -55,6 +56,6 @@ class Codec(Protocol):
         """Turn or BadRequest naming the field at fault."""
         ...
 
-    def encode(self, turn: Turn, reply: Reply) -> JSON:
-        """The response body for `reply`."""
+    def encode(self, turn: Turn, reply: Reply) -> JSON | list[JSON]:
+        """The response body for `reply` (an object; Rasa's REST channel answers a list)."""
         ...

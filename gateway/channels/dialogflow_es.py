@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from gateway.routing import fields, rich
-from gateway.routing.conversation_v2 import read_input
-from gateway.routing.protocol import JSON, Reply, Turn, TurnKind
+from gateway.channels import fields, rich
+from gateway.channels.conversation_v2 import read_input
+from gateway.channels.protocol import JSON, Reply, Turn, TurnKind
 from gateway.settings import MAX_CANCEL_CHARS
 
 # The query text Dialogflow reports when Google starts the conversation (the welcome event).

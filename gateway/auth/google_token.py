@@ -7,8 +7,8 @@ from typing import Any
 
 import jwt
 
+from gateway.auth.google_keys import ALGORITHM, GoogleKeys
 from gateway.errors import AuthError
-from gateway.routing.google_keys import ALGORITHM, GoogleKeys
 
 logger = logging.getLogger(__name__)
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import re
 
+from gateway.channels import fields, rich
+from gateway.channels.protocol import JSON, Reply, Turn, TurnKind
 from gateway.errors import BadRequest
-from gateway.routing import fields, rich
-from gateway.routing.protocol import JSON, Reply, Turn, TurnKind
 
 END_SCENE = "actions.scene.END_CONVERSATION"
 START_SCENE = "actions.scene.START_CONVERSATION"

@@ -19,7 +19,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from gateway.routing.protocol import JSON
+from gateway.channels.protocol import JSON
 
 SIMPLE_MAX_CHARS = 640
 CHIP_MAX_CHARS = 25

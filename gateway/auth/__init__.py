@@ -1,0 +1,1 @@
+"""Request verification: Google's signed tokens and the admin bearer token."""
