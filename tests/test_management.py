@@ -11,6 +11,8 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -54,10 +56,25 @@ def surface(request: pytest.FixtureRequest, models_dir: Path) -> Iterator[Surfac
         env["GATEWAY_REDIS_URL"] = redis.url
     try:
         with GatewayProcess.start(free_port(), env) as gw:
+            _wait_every_worker_ready(gw.url + "/readyz", workers)
             yield Surface(gw, management_port, workers)
     finally:
         if redis is not None:
             redis.stop()
+
+
+def _wait_every_worker_ready(url: str, workers: int, timeout: float = 300) -> None:
+    """GatewayProcess waits for one 200 on /readyz; with workers, wait until each one has answered 200
+    (every request a new connection, so the kernel picks the worker; the bound only stops a hang)."""
+    ready: set[int] = set()
+    deadline = time.monotonic() + timeout
+    while len(ready) < workers:
+        assert time.monotonic() < deadline, f"only workers {ready} became ready"
+        try:
+            with urllib.request.urlopen(url, timeout=10) as resp:
+                ready.add(json.loads(resp.read())["pid"])
+        except urllib.error.HTTPError:  # 503: that worker is still loading its bots
+            time.sleep(0.1)
 
 
 async def _get(
