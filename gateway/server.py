@@ -15,6 +15,7 @@ import signal
 from aiohttp import web
 
 from gateway import appkeys
+from gateway.errors import ConfigError
 from gateway.settings import ServerSettings
 
 logger = logging.getLogger(__name__)
@@ -43,9 +44,12 @@ async def serve(app: web.Application, settings: ServerSettings, *, reuse_port: b
     await runner.setup()
     try:
         site = web.TCPSite(runner, settings.host, settings.port, reuse_port=reuse_port or None)
-        await site.start()
+        try:
+            await site.start()
+        except OSError as exc:
+            raise ConfigError(listen_error(settings.host, settings.port, exc)) from exc
         if not reuse_port:  # workers: the supervisor says it once
-            print(f"gateway: serving on http://{settings.host}:{settings.port}", flush=True)
+            logger.info("serving on http://%s:%d", settings.host, settings.port)
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
@@ -55,6 +59,14 @@ async def serve(app: web.Application, settings: ServerSettings, *, reuse_port: b
     finally:
         await runner.cleanup()
         logger.info("shutdown complete")
+
+
+def listen_error(host: str, port: int, exc: OSError) -> str:
+    """Why the gateway cannot listen, and what to change (a configuration error: exit code 2)."""
+    return (
+        f"cannot listen on {host}:{port}: {exc.strerror or exc}: choose another server.port "
+        "(GATEWAY_SERVER_PORT, --port) or server.host, or stop what holds it"
+    )
 
 
 async def drain(app: web.Application, site: web.BaseSite, timeout: float) -> None:

@@ -19,7 +19,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from types import FrameType
 
-from gateway.errors import GatewayError
+from gateway.errors import ConfigError
 from gateway.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -64,18 +64,20 @@ def run_supervisor(settings: Settings, global_args: Sequence[str], *, train: boo
     if train:
         # In a child: training imports Rasa and TensorFlow, which the supervisor would keep for nothing.
         done = subprocess.run([*base, "train", "all"], check=False)
-        if done.returncode != 0:
-            raise GatewayError(f"training the missing bots failed (exit code {done.returncode})")
+        if done.returncode != 0:  # the child said why; its exit code says what kind of failure
+            return done.returncode
     server = settings.server
     try:
         holder = reserve_port(server.host, server.port)
     except OSError as exc:
-        raise GatewayError(f"cannot listen on {server.host}:{server.port}: {exc.strerror}") from exc
+        from gateway.server import listen_error
+
+        raise ConfigError(listen_error(server.host, server.port, exc)) from exc
     with holder:
         port = int(holder.getsockname()[1])
         command = [*base, "serve", "--host", server.host, "--port", str(port), "--workers",
                    str(server.workers), "--no-train", "--worker-of", str(os.getpid())]  # fmt: skip
-        print(f"gateway: serving on http://{server.host}:{port} with {server.workers} workers", flush=True)
+        logger.info("serving on http://%s:%d with %d workers", server.host, port, server.workers)
         return supervise(server.workers, command, server.shutdown_timeout_seconds)
 
 
