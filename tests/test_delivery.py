@@ -207,19 +207,19 @@ def test_untested_changed_or_garbled_models_are_refused(model_paths: dict[str, P
         (
             ("train", "pl"),
             {"GATEWAY_BOTS_DIR": "{tmp}/nobots"},
-            1,
+            2,
             "bot folder {tmp}/nobots/pl does not exist",
         ),
         (
             ("test", "pl"),
             {"GATEWAY_BOTS_DIR": "{tmp}/nobots"},
-            1,
+            2,
             "bot folder {tmp}/nobots/pl does not exist",
         ),
-        (("test", "de"), {"GATEWAY_BOTS_MODELS_DIR": "{tmp}/empty"}, 1, "run `gateway train de` first"),
+        (("test", "de"), {"GATEWAY_BOTS_MODELS_DIR": "{tmp}/empty"}, 2, "run `gateway train de` first"),
         (("test", "all", "--model", "x.tar.gz"), {}, 2, "--model names one archive"),
         (("test", "en"), {"GATEWAY_DELIVERY_NLU_FOLDS": "1"}, 2, "delivery.nlu_folds=1: allowed 0"),
-        (("pipeline", "--since", "no-such-rev"), {}, 1, "revision 'no-such-rev' is not in the repository"),
+        (("pipeline", "--since", "no-such-rev"), {}, 2, "revision 'no-such-rev' is not in the repository"),
     ],
 )
 def test_clear_errors(
