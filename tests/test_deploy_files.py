@@ -334,29 +334,91 @@ def gitlab_jobs() -> dict[str, dict[str, Any]]:
     return jobs
 
 
-def test_gitlab_has_one_interruptible_pipeline_job_per_language() -> None:
-    langs = list(load_settings(env={}).bots)
+def test_gitlab_checks_merge_requests_and_never_interrupts_a_publish() -> None:
+    langs = sorted(load_settings(env={}).bots)
     jobs = gitlab_jobs()
-    by_lang = {job["variables"]["BOT_LANG"]: job for job in jobs.values()}
-    assert sorted(by_lang) == sorted(langs) and len(jobs) == len(langs)
-    for lang, job in by_lang.items():
+    kinds: dict[str, dict[str, dict[str, Any]]] = {}
+    for name, job in jobs.items():
+        kind, _, lang = name.partition(":")
+        assert job["variables"]["BOT_LANG"] == lang
+        kinds.setdefault(kind, {})[lang] = job
+    assert sorted(kinds) == ["check", "deliver", "promote"]
+    assert all(sorted(by_lang) == langs for by_lang in kinds.values())
+    for lang, job in kinds["check"].items():  # merge requests: the whole pipeline but the publish
         assert job["interruptible"] is True
         script = " ".join(job["script"])
-        assert "-m gateway pipeline" in script and '--lang "$BOT_LANG"' in script and "--since" in script
+        assert "-m gateway pipeline --no-publish" in script and '--lang "$BOT_LANG"' in script
+        assert '--since "$CI_MERGE_REQUEST_DIFF_BASE_SHA"' in script
+        assert job["rules"] == [
+            {"if": '$CI_PIPELINE_SOURCE == "merge_request_event"', "changes": [f"bots/{lang}/**/*"]}
+        ]
+        assert "environment" not in job and not any(SECRET_NAME.search(k) for k in job["variables"])
+    for lang, job in kinds["deliver"].items():  # the default branch: publish to staging
+        assert job["interruptible"] is False
+        assert job["resource_group"] == "deliver-staging-$BOT_LANG"  # one publish per language
+        assert job["environment"] == {"name": "staging"}
+        assert job["variables"]["GATEWAY_ENVIRONMENT"] == "staging"
+        script = " ".join(job["script"])
+        assert "-m gateway pipeline --lang" in script and "--no-publish" not in script
         assert job["rules"][0]["changes"] == [f"bots/{lang}/**/*"]
+        assert job["retry"]["exit_codes"] == [3]  # only "unreachable" is worth a retry
+    for job in kinds["promote"].values():
+        assert job["interruptible"] is False
+        assert job["environment"] == {"name": "production"}
+        assert job["resource_group"] == "deliver-production-$BOT_LANG"
+        assert job["rules"][0]["when"] == "manual"
+        assert 'promote "$BOT_LANG" --from staging --to production' in " ".join(job["script"])
 
 
-def test_github_has_a_pipeline_job_for_every_language() -> None:
-    data = yaml.safe_load((CI_DIR / "github-actions.yml").read_text())
+def github_workflow() -> dict[str, Any]:
+    data: dict[str, Any] = yaml.safe_load((CI_DIR / "github-actions.yml").read_text())
+    return data
+
+
+def test_github_checks_pull_requests_and_never_cancels_a_publish() -> None:
+    data = github_workflow()
     triggers = data.get("on", data.get(True))  # YAML 1.1 reads the bare key `on` as true
-    assert "push" in triggers
-    (job,) = data["jobs"].values()
-    assert sorted(job["strategy"]["matrix"]["lang"]) == sorted(load_settings(env={}).bots)
-    assert job["concurrency"]["cancel-in-progress"] is True
-    runs = " ".join(step.get("run", "") for step in job["steps"])
-    assert "-m gateway pipeline" in runs and '--lang "${{ matrix.lang }}"' in runs
-    checkout = next(step for step in job["steps"] if str(step.get("uses", "")).startswith("actions/checkout"))
-    assert checkout["with"]["fetch-depth"] == 0
+    assert {"pull_request", "push", "workflow_dispatch"} <= triggers.keys()
+    jobs = data["jobs"]
+    langs = sorted(load_settings(env={}).bots)
+    check, deliver, promote = jobs["check"], jobs["deliver"], jobs["promote"]
+    for job in (check, deliver):
+        assert sorted(job["strategy"]["matrix"]["lang"]) == langs
+        checkout = next(s for s in job["steps"] if str(s.get("uses", "")).startswith("actions/checkout"))
+        assert checkout["with"]["fetch-depth"] == 0
+    runs = " ".join(step.get("run", "") for step in check["steps"])
+    assert check["if"] == "github.event_name == 'pull_request'"
+    assert "-m gateway pipeline --no-publish" in runs and '--lang "${{ matrix.lang }}"' in runs
+    assert "github.event.pull_request.base.sha" in runs
+    assert check["concurrency"]["cancel-in-progress"] is True  # a check may be cut off: it publishes nothing
+    assert "environment" not in check and "env" not in check  # no secret reaches pull requests
+
+    runs = " ".join(step.get("run", "") for step in deliver["steps"])
+    assert deliver["if"] == "github.event_name == 'push'"
+    assert "-m gateway pipeline --lang" in runs and "--no-publish" not in runs
+    assert deliver["environment"] == "staging" and deliver["env"]["GATEWAY_ENVIRONMENT"] == "staging"
+    # Per language, not per push: a newer push queues behind a running publish instead of cancelling it.
+    assert deliver["concurrency"] == {
+        "group": "deliver-staging-${{ matrix.lang }}",
+        "cancel-in-progress": False,
+    }
+
+    assert promote["if"] == "github.event_name == 'workflow_dispatch'"
+    assert promote["environment"] == "production"
+    assert promote["concurrency"]["cancel-in-progress"] is False
+    assert triggers["workflow_dispatch"]["inputs"]["lang"]["options"] == list(load_settings(env={}).bots)
+    (step,) = promote["steps"]
+    assert step["run"] == 'python -m gateway promote "${{ inputs.lang }}" --from staging --to production'
+
+
+@pytest.mark.parametrize("name", [".gitlab-ci.yml", "github-actions.yml"])
+def test_ci_templates_say_nothing_stale(name: str) -> None:
+    text = (CI_DIR / name).read_text()
+    for stale in ("once publishing is wired in", "cancels the running job", "cancels the running jobs"):
+        assert stale not in text, f"{name}: {stale!r}"
+    for line in text.splitlines():  # every command a comment names is one the gateway has
+        for command in re.findall(r"`gateway (\w+)", line):
+            assert command in {"pipeline", "promote", "publish", "test", "train"}, line
 
 
 @pytest.mark.parametrize("name", [".gitlab-ci.yml", "github-actions.yml"])
@@ -384,7 +446,7 @@ def test_ci_templates_call_real_commands() -> None:
         timeout=60,
     )
     assert done.returncode == 0
-    assert "--since REV" in done.stdout and "--lang LANG" in done.stdout
+    assert "--since REV" in done.stdout and "--lang LANG" in done.stdout and "--no-publish" in done.stdout
 
 
 def test_the_pipeline_accepts_what_ci_passes_for_a_first_push(tmp_path: Path) -> None:
