@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: setup run test pytest lint typecheck format bench lock train clean
+.PHONY: setup tools run test pytest lint typecheck format bench lock train clean
 
 setup: $(STAMP)
 
@@ -21,6 +21,10 @@ $(STAMP): requirements.lock pyproject.toml scripts/find-python310
 	$(PY) -m gateway.agents.trusted_types
 	@touch $(STAMP)
 
+# The deployment-file checkers' own virtualenv (.venv-tools; Rasa's pins hold them back in .venv).
+tools:
+	@scripts/dev-tools >/dev/null
+
 run: setup
 	$(PY) -m gateway serve $(ARGS)
 
@@ -29,7 +33,7 @@ train: setup
 
 test: setup lint typecheck pytest
 
-pytest: setup
+pytest: setup tools
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 lint: setup
@@ -51,4 +55,4 @@ lock:
 	uv pip compile requirements.in --python-version 3.10 --python-platform x86_64-manylinux_2_28 -o requirements.lock
 
 clean:
-	rm -rf $(VENV) .cache .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .venv-tools .cache .pytest_cache .mypy_cache .ruff_cache
