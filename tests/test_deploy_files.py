@@ -45,9 +45,15 @@ def stages() -> dict[str, tuple[str, list[tuple[str, str]]]]:
     parser = DockerfileParser(path=str(ROOT / "Dockerfile"))
     out: dict[str, tuple[str, list[tuple[str, str]]]] = {}
     current: list[tuple[str, str]] = []
+    global_args: dict[str, str] = {}  # ARGs before the first FROM, with their defaults
     for item in parser.structure:
         instruction, value = item["instruction"], item["value"]
+        if instruction == "ARG" and not out:
+            name, _, default = value.partition("=")
+            global_args[name.strip()] = default.strip()
         if instruction == "FROM":
+            for arg, default in global_args.items():
+                value = value.replace(f"${{{arg}}}", default)
             image, _, name = value.partition(" AS ")
             current = []
             out[name.strip() or image.strip()] = (image.strip(), current)
@@ -97,6 +103,30 @@ def test_dockerfile_port_health_user_and_command() -> None:
     assert user.split(":")[0] not in {"root", "0"}
     assert json.loads(instructions("ENTRYPOINT")[-1]) == ["python", "-m", "gateway"]
     assert json.loads(instructions("CMD")[-1])[0] == "serve"
+
+
+def test_dockerfile_base_image_can_be_pinned_by_digest() -> None:
+    parser = DockerfileParser(path=str(ROOT / "Dockerfile"))
+    froms = [i["value"] for i in parser.structure if i["instruction"] == "FROM"]
+    external = [value for value in froms if not value.startswith(("models-", "app "))]
+    assert external and all(value.startswith("${PYTHON_IMAGE} AS ") for value in external)
+    text = (ROOT / "Dockerfile").read_text()
+    assert "--build-arg PYTHON_IMAGE=python:3.10-slim@sha256:<digest>" in text
+    assert not re.search(r"@sha256:[0-9a-f]{64}", text)  # no digest written from memory
+
+
+def test_the_image_installs_the_runtime_lock_without_dev_tools() -> None:
+    def names(lock: str) -> set[str]:
+        lines = (ROOT / lock).read_text().splitlines()
+        return {line.split("==")[0].lower() for line in lines if "==" in line and not line.startswith(" ")}
+
+    runtime, dev = names("requirements.lock"), names("requirements-dev.lock")
+    assert not runtime & dev
+    tools = {"pytest", "hypothesis", "moto", "mypy", "ruff", "cfn-lint", "flask", "docker", "pyinstrument"}
+    assert tools <= dev and not tools & runtime
+    assert {"rasa", "aiohttp", "redis", "uvloop", "orjson", "prometheus-client", "aiobotocore"} <= runtime
+    install = [v for inst, v in stages()["deps"][1] if inst == "RUN" and "pip install" in v]
+    assert install and all("requirements-dev" not in v for v in install)
 
 
 def test_dockerfile_installs_the_lock_in_its_own_cached_layer_before_the_code() -> None:
