@@ -452,19 +452,22 @@ def test_services_hpa_pdb_and_network_policy_select_the_deployment(
 
 
 def exported_metrics() -> dict[str, set[str]]:
-    """Every series name the gateway exports (with _total/_bucket/... suffixes) -> its label names."""
+    """Every series name gateway/metrics.py defines (with _total/_bucket/... suffixes) -> its label names.
+
+    Read from the metric objects, not from a registry's samples (a multiprocess registry shows only
+    series some process wrote).
+    """
     from prometheus_client.metrics import MetricWrapperBase
 
     from gateway import metrics
 
-    labels = {c._name: set(c._labelnames) for c in vars(metrics).values() if isinstance(c, MetricWrapperBase)}
     suffixes = {"counter": ["_total"], "histogram": ["_bucket", "_count", "_sum"], "info": ["_info"]}
     out: dict[str, set[str]] = {}
-    for family in metrics.REGISTRY.collect():
-        for suffix in suffixes.get(family.type, [""]):
-            out[family.name + suffix] = labels.get(family.name, set()) | (
-                {"le"} if suffix == "_bucket" else set()
-            )
+    for collector in vars(metrics).values():
+        if isinstance(collector, MetricWrapperBase):
+            for suffix in suffixes.get(collector._type, [""]):
+                extra = {"le"} if suffix == "_bucket" else set()
+                out[collector._name + suffix] = set(collector._labelnames) | extra
     return out
 
 
