@@ -27,7 +27,7 @@ from gateway.delivery.records import (
     sha256_file,
     write_record,
 )
-from gateway.errors import ConfigError, DeliveryError, ModelError, ModelRejected
+from gateway.errors import ConfigError, ModelError, ModelRejected
 from gateway.settings import ROOT, load_settings
 
 
@@ -252,7 +252,7 @@ def test_changed_languages_reads_commits_and_uncommitted_work(tmp_path: Path) ->
     assert list(changed_languages(bots, ["pl"], base)) == ["pl"]
     # CI's "no previous commit" (a branch's first push) means every bot.
     assert list(changed_languages(bots, ["en", "pl", "de"], "0" * 40)) == ["en", "pl", "de"]
-    with pytest.raises(DeliveryError, match="fetch the full history"):
+    with pytest.raises(ConfigError, match="fetch the full history"):  # a usage error: exit code 2
         changed_languages(bots, ["en"], "0123abc")
 
 
