@@ -8,12 +8,18 @@
 #   docker build --target ci -t rasa-gateway-ci .             adds git, for `gateway pipeline` in bot repos
 #
 #   docker run -p 8080:8080 -e GATEWAY_REDIS_URL=redis://redis:6379/0 rasa-gateway
+#
+# Reproducible builds pin the base image by digest (look it up where you build, e.g.
+# `docker buildx imagetools inspect python:3.10-slim`; none is written here):
+#   docker build --build-arg PYTHON_IMAGE=python:3.10-slim@sha256:<digest> -t rasa-gateway .
 
 # store | baked
 ARG MODELS=store
+# Python 3.10: Rasa 3.6 needs <3.11 (README "Python 3.10 end of life").
+ARG PYTHON_IMAGE=python:3.10-slim
 
 # ---- dependencies: rebuilt only when requirements.lock changes --------------------------------
-FROM python:3.10-slim AS deps
+FROM ${PYTHON_IMAGE} AS deps
 ENV PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1
 # Compilers for the few sdists in the lock; this stage is not part of the final image.
@@ -21,23 +27,23 @@ RUN apt-get update \
     && apt-get install -y --no-install-recommends build-essential \
     && rm -rf /var/lib/apt/lists/*
 COPY requirements.lock /tmp/requirements.lock
-# The whole lock, test tools included: the image runs exactly the set CI tested (they are small next
-# to TensorFlow). uvloop is in it and used by `gateway serve`.
+# The runtime lock only (test, lint and bench tools are in requirements-dev.lock, never here); CI tests
+# the same runtime versions. uvloop is in it and used by `gateway serve`.
 RUN python -m venv /opt/venv \
     && /opt/venv/bin/pip install "pip==24.2" \
     && /opt/venv/bin/pip install -r /tmp/requirements.lock
 
 # ---- models: an empty folder (pulled from the store at start) or the local models/ --------------
-FROM python:3.10-slim AS models-store
+FROM ${PYTHON_IMAGE} AS models-store
 RUN mkdir /models
 
-FROM python:3.10-slim AS models-baked
+FROM ${PYTHON_IMAGE} AS models-baked
 COPY models/ /models/
 
 FROM models-${MODELS} AS models
 
 # ---- the application ------------------------------------------------------------------------------
-FROM python:3.10-slim AS app
+FROM ${PYTHON_IMAGE} AS app
 ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
     PYTHONPATH=/app \

@@ -5,21 +5,25 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: setup run test pytest lint typecheck format bench lock train clean
+.PHONY: setup tools run test pytest lint typecheck format bench lock train clean
 
 setup: $(STAMP)
 
-$(STAMP): requirements.lock pyproject.toml scripts/find-python310
+$(STAMP): requirements.lock requirements-dev.lock pyproject.toml scripts/find-python310
 	@py=$$(scripts/find-python310) || exit 1; \
 	if [ ! -x $(PY) ] || ! $(PY) -c 'import sys; sys.exit(sys.version_info[:2] != (3, 10))'; then \
 	  echo "==> creating $(VENV) with $$py"; rm -rf $(VENV); "$$py" -m venv $(VENV) || exit 1; \
 	fi
-	@echo "==> installing pinned dependencies from requirements.lock (first time: ~2 min)"
+	@echo "==> installing pinned dependencies from requirements.lock + requirements-dev.lock (first time: ~2 min)"
 	$(PY) -m pip install --quiet --upgrade "pip==24.2"
-	$(PY) -m pip install --quiet --progress-bar off -r requirements.lock
+	$(PY) -m pip install --quiet --progress-bar off -r requirements.lock -r requirements-dev.lock
 	$(PY) -m pip install --quiet --no-deps --no-build-isolation -e .
 	$(PY) -m gateway.agents.trusted_types
 	@touch $(STAMP)
+
+# The deployment-file checkers' own virtualenv (.venv-tools; Rasa's pins hold them back in .venv).
+tools:
+	@scripts/dev-tools >/dev/null
 
 run: setup
 	$(PY) -m gateway serve $(ARGS)
@@ -29,7 +33,7 @@ train: setup
 
 test: setup lint typecheck pytest
 
-pytest: setup
+pytest: setup tools
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 lint: setup
@@ -46,9 +50,11 @@ typecheck: setup
 bench: setup
 	$(PY) -m bench $(ARGS)
 
-# Regenerate the pinned lock after editing requirements.in (needs `uv`, fast and reproducible).
+# Regenerate the pinned locks after editing requirements.in or requirements-dev.in (needs `uv`, fast and
+# reproducible): the runtime lock (the Docker image) first, then the tools constrained by it.
 lock:
 	uv pip compile requirements.in --python-version 3.10 --python-platform x86_64-manylinux_2_28 -o requirements.lock
+	uv pip compile requirements-dev.in --python-version 3.10 --python-platform x86_64-manylinux_2_28 -o requirements-dev.lock
 
 clean:
-	rm -rf $(VENV) .cache .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .venv-tools .cache .pytest_cache .mypy_cache .ruff_cache

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import argparse
-import sys
 from collections.abc import Sequence
 from typing import Any
 
+from gateway import exit_codes
 from gateway.commands import COMMANDS
 from gateway.commands.common import Subparsers, settings_from_args
 from gateway.errors import ConfigError, GatewayError
@@ -45,18 +45,18 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the `gateway` console script."""
+    """Entry point of the `gateway` console script; exit codes in gateway/exit_codes.py."""
     from gateway import logs
 
-    args = _parser().parse_args(argv)
-    logs.quiet_libraries()
+    logs.quiet_libraries()  # before anything imports TensorFlow
+    args = _parser().parse_args(argv)  # usage errors exit 2 here
     try:
         return int(args.run(args))
     except ConfigError as exc:
-        print(f"gateway: configuration error: {exc}", file=sys.stderr)
-        return 2
+        logs.fatal(f"configuration error: {exc}")
+        return exit_codes.USAGE
     except GatewayError as exc:
-        print(f"gateway: {exc}", file=sys.stderr)
-        return 1
+        logs.fatal(str(exc))
+        return exit_codes.for_error(exc)
     except KeyboardInterrupt:
         return 130

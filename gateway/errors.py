@@ -34,6 +34,10 @@ class TrainingError(GatewayError):
     """Training a bot failed; the message names the bot folder and the cause."""
 
 
+class BotFolderMissing(TrainingError, ConfigError):
+    """A configured language has no bot folder: a configuration error (exit code 2), not a broken bot."""
+
+
 class DeliveryError(GatewayError):
     """A delivery step (story tests, quality gate, change detection) failed; the message says which."""
 

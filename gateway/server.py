@@ -15,7 +15,7 @@ import signal
 from aiohttp import web
 
 from gateway import appkeys, worker_state
-from gateway.errors import GatewayError
+from gateway.errors import ConfigError
 from gateway.settings import ServerSettings
 
 logger = logging.getLogger(__name__)
@@ -50,24 +50,20 @@ async def serve(app: web.Application, settings: ServerSettings, *, reuse_port: b
         if settings.management_port is not None:
             # Same app, second site: /metrics, /bots, /admin/* (see gateway/routing/surface.py). It
             # listens at once, even in a worker still loading: it takes no webhook traffic.
-            management = web.TCPSite(
-                runner, settings.management_host, settings.management_port, reuse_port=reuse_port or None
-            )
-            await _start(management, "management")
+            host = settings.management_host or settings.host
+            management = web.TCPSite(runner, host, settings.management_port, reuse_port=reuse_port or None)
+            await _start(management, host, settings.management_port, "management")
             if not reuse_port:
-                print(
-                    f"gateway: management on http://{settings.management_host}:{settings.management_port}",
-                    flush=True,
-                )
+                logger.info("management on http://%s:%d", host, settings.management_port)
         worker = app.get(worker_state.WORKER)
         if worker is not None and not await worker.may_listen(stop):
             return  # stopped before its bots were loaded: it never listened
         site = web.TCPSite(runner, settings.host, settings.port, reuse_port=reuse_port or None)
-        await _start(site, "public")
+        await _start(site, settings.host, settings.port, "public")
         if worker is not None:
             worker.listening()
         if not reuse_port:  # workers: the supervisor says it once
-            print(f"gateway: serving on http://{settings.host}:{settings.port}", flush=True)
+            logger.info("serving on http://%s:%d", settings.host, settings.port)
         await stop.wait()
         await drain(app, site, settings.shutdown_timeout_seconds)
     finally:
@@ -75,12 +71,25 @@ async def serve(app: web.Application, settings: ServerSettings, *, reuse_port: b
         logger.info("shutdown complete")
 
 
-async def _start(site: web.TCPSite, role: str) -> None:
-    """Start listening; a port someone else holds is one clear line, not a traceback."""
+async def _start(site: web.TCPSite, host: str, port: int, role: str) -> None:
+    """Start listening; a port someone else holds is one clear line (exit code 2), not a traceback."""
     try:
         await site.start()
     except OSError as exc:
-        raise GatewayError(f"cannot listen on {site.name} ({role}): {exc.strerror or exc}") from exc
+        raise ConfigError(listen_error(host, port, exc, role)) from exc
+
+
+def listen_error(host: str, port: int, exc: OSError, role: str = "public") -> str:
+    """Why the gateway cannot listen, and what to change (a configuration error: exit code 2)."""
+    setting = (
+        "server.port (GATEWAY_SERVER_PORT, --port) or server.host"
+        if role == "public"
+        else "server.management_port (GATEWAY_SERVER_MANAGEMENT_PORT) or server.management_host"
+    )
+    reason = exc.strerror or exc
+    return (
+        f"cannot listen on {host}:{port} ({role}): {reason}: choose another {setting}, or stop what holds it"
+    )
 
 
 async def drain(app: web.Application, site: web.BaseSite, timeout: float) -> None:

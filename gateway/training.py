@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from gateway.errors import TrainingError
+from gateway.errors import BotFolderMissing, TrainingError
 from gateway.model_names import MODEL_SUFFIX
 
 logger = logging.getLogger(__name__)
@@ -34,7 +34,7 @@ class TrainedModel:
 def bot_sources(project_dir: Path, config_name: str = "config.yml") -> list[Path]:
     """The files whose content defines the model, in a stable order."""
     if not project_dir.is_dir():
-        raise TrainingError(
+        raise BotFolderMissing(
             f"bot folder {project_dir} does not exist: create it (a Rasa 3 project) "
             "or remove the language from bots.languages in config/gateway.yml"
         )

@@ -31,7 +31,7 @@ from types import FrameType
 from prometheus_client.multiprocess import mark_process_dead
 
 from gateway import worker_state
-from gateway.errors import GatewayError
+from gateway.errors import ConfigError
 from gateway.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -78,18 +78,20 @@ def run_supervisor(settings: Settings, global_args: Sequence[str], *, train: boo
     if train:
         # In a child: training imports Rasa and TensorFlow, which the supervisor would keep for nothing.
         done = subprocess.run([*base, "train", "all"], check=False)
-        if done.returncode != 0:
-            raise GatewayError(f"training the missing bots failed (exit code {done.returncode})")
+        if done.returncode != 0:  # the child said why; its exit code says what kind of failure
+            return done.returncode
     server = settings.server
     try:
         holder = reserve_port(server.host, server.port)
     except OSError as exc:
-        raise GatewayError(f"cannot listen on {server.host}:{server.port}: {exc.strerror}") from exc
+        from gateway.server import listen_error
+
+        raise ConfigError(listen_error(server.host, server.port, exc)) from exc
     with holder, _reserve_management(settings):
         port = int(holder.getsockname()[1])
         command = [*base, "serve", "--host", server.host, "--port", str(port), "--workers",
                    str(server.workers), "--no-train", "--worker-of", str(os.getpid())]  # fmt: skip
-        print(f"gateway: serving on http://{server.host}:{port} with {server.workers} workers", flush=True)
+        logger.info("serving on http://%s:%d with %d workers", server.host, port, server.workers)
         directory = private_directory(Path(tempfile.gettempdir()))
         try:
             return supervise(server.workers, command, server.shutdown_timeout_seconds, directory)
@@ -107,9 +109,11 @@ def _reserve_management(settings: Settings) -> Iterator[None]:
     try:
         holder = reserve_port(host, port)
     except OSError as exc:
-        raise GatewayError(f"cannot listen on {host}:{port} (management): {exc.strerror}") from exc
+        from gateway.server import listen_error
+
+        raise ConfigError(listen_error(host, port, exc, "management")) from exc
     with holder:
-        print(f"gateway: management on http://{host}:{port}", flush=True)
+        logger.info("management on http://%s:%d", host, port)
         yield
 
 

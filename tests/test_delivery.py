@@ -27,7 +27,7 @@ from gateway.delivery.records import (
     sha256_file,
     write_record,
 )
-from gateway.errors import ConfigError, DeliveryError, ModelError, ModelRejected
+from gateway.errors import ConfigError, ModelError, ModelRejected
 from gateway.settings import ROOT, load_settings
 
 
@@ -207,19 +207,19 @@ def test_untested_changed_or_garbled_models_are_refused(model_paths: dict[str, P
         (
             ("train", "pl"),
             {"GATEWAY_BOTS_DIR": "{tmp}/nobots"},
-            1,
+            2,
             "bot folder {tmp}/nobots/pl does not exist",
         ),
         (
             ("test", "pl"),
             {"GATEWAY_BOTS_DIR": "{tmp}/nobots"},
-            1,
+            2,
             "bot folder {tmp}/nobots/pl does not exist",
         ),
-        (("test", "de"), {"GATEWAY_BOTS_MODELS_DIR": "{tmp}/empty"}, 1, "run `gateway train de` first"),
+        (("test", "de"), {"GATEWAY_BOTS_MODELS_DIR": "{tmp}/empty"}, 2, "run `gateway train de` first"),
         (("test", "all", "--model", "x.tar.gz"), {}, 2, "--model names one archive"),
         (("test", "en"), {"GATEWAY_DELIVERY_NLU_FOLDS": "1"}, 2, "delivery.nlu_folds=1: allowed 0"),
-        (("pipeline", "--since", "no-such-rev"), {}, 1, "revision 'no-such-rev' is not in the repository"),
+        (("pipeline", "--since", "no-such-rev"), {}, 2, "revision 'no-such-rev' is not in the repository"),
     ],
 )
 def test_clear_errors(
@@ -252,7 +252,7 @@ def test_changed_languages_reads_commits_and_uncommitted_work(tmp_path: Path) ->
     assert list(changed_languages(bots, ["pl"], base)) == ["pl"]
     # CI's "no previous commit" (a branch's first push) means every bot.
     assert list(changed_languages(bots, ["en", "pl", "de"], "0" * 40)) == ["en", "pl", "de"]
-    with pytest.raises(DeliveryError, match="fetch the full history"):
+    with pytest.raises(ConfigError, match="fetch the full history"):  # a usage error: exit code 2
         changed_languages(bots, ["en"], "0123abc")
 
 

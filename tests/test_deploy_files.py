@@ -1,13 +1,17 @@
-"""Deployment files checked offline against the gateway's real settings and routes.
+"""Deployment files checked offline against the gateway's real settings, routes and metrics.
 
-Dockerfile with dockerfile-parse, Kubernetes manifests with kubernetes-validate's bundled schemas,
-CI templates as YAML.
+Dockerfile with dockerfile-parse; Kubernetes overlays rendered with `kubectl kustomize` and validated
+with kubernetes-validate's bundled schemas; CI templates against check-jsonschema's vendored GitHub
+Actions and GitLab CI schemas. Both checkers run from their own virtualenv (scripts/dev-tools).
 """
 
 from __future__ import annotations
 
+import copy
 import json
+import os
 import re
+import shutil
 import subprocess
 import sys
 import time
@@ -16,7 +20,6 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import kubernetes_validate
 import pytest
 import yaml
 from dockerfile_parse import DockerfileParser
@@ -27,7 +30,7 @@ from tests.support import GatewayProcess, free_port
 
 K8S_DIR = ROOT / "config" / "kubernetes"
 CI_DIR = ROOT / "config" / "ci"
-K8S_VERSION = "1.28.0"  # the newest schema set kubernetes-validate 1.28.3 bundles
+K8S_VERSION = "1.37.0"  # the newest schema set kubernetes-validate 1.37.0 bundles (requirements-tools.lock)
 # Measured RSS of a gateway with the three light bots loaded (MiB); see deployment.yaml.
 MEASURED_RSS_MIB = 559
 SECRET_NAME = re.compile(r"TOKEN|SECRET|PASSWORD|ACCESS_KEY|HMAC|REDIS_URL", re.IGNORECASE)
@@ -42,9 +45,15 @@ def stages() -> dict[str, tuple[str, list[tuple[str, str]]]]:
     parser = DockerfileParser(path=str(ROOT / "Dockerfile"))
     out: dict[str, tuple[str, list[tuple[str, str]]]] = {}
     current: list[tuple[str, str]] = []
+    global_args: dict[str, str] = {}  # ARGs before the first FROM, with their defaults
     for item in parser.structure:
         instruction, value = item["instruction"], item["value"]
+        if instruction == "ARG" and not out:
+            name, _, default = value.partition("=")
+            global_args[name.strip()] = default.strip()
         if instruction == "FROM":
+            for arg, default in global_args.items():
+                value = value.replace(f"${{{arg}}}", default)
             image, _, name = value.partition(" AS ")
             current = []
             out[name.strip() or image.strip()] = (image.strip(), current)
@@ -94,6 +103,30 @@ def test_dockerfile_port_health_user_and_command() -> None:
     assert user.split(":")[0] not in {"root", "0"}
     assert json.loads(instructions("ENTRYPOINT")[-1]) == ["python", "-m", "gateway"]
     assert json.loads(instructions("CMD")[-1])[0] == "serve"
+
+
+def test_dockerfile_base_image_can_be_pinned_by_digest() -> None:
+    parser = DockerfileParser(path=str(ROOT / "Dockerfile"))
+    froms = [i["value"] for i in parser.structure if i["instruction"] == "FROM"]
+    external = [value for value in froms if not value.startswith(("models-", "app "))]
+    assert external and all(value.startswith("${PYTHON_IMAGE} AS ") for value in external)
+    text = (ROOT / "Dockerfile").read_text()
+    assert "--build-arg PYTHON_IMAGE=python:3.10-slim@sha256:<digest>" in text
+    assert not re.search(r"@sha256:[0-9a-f]{64}", text)  # no digest written from memory
+
+
+def test_the_image_installs_the_runtime_lock_without_dev_tools() -> None:
+    def names(lock: str) -> set[str]:
+        lines = (ROOT / lock).read_text().splitlines()
+        return {line.split("==")[0].lower() for line in lines if "==" in line and not line.startswith(" ")}
+
+    runtime, dev = names("requirements.lock"), names("requirements-dev.lock")
+    assert not runtime & dev
+    tools = {"pytest", "hypothesis", "moto", "mypy", "ruff", "cfn-lint", "flask", "docker", "pyinstrument"}
+    assert tools <= dev and not tools & runtime
+    assert {"rasa", "aiohttp", "redis", "uvloop", "orjson", "prometheus-client", "aiobotocore"} <= runtime
+    install = [v for inst, v in stages()["deps"][1] if inst == "RUN" and "pip install" in v]
+    assert install and all("requirements-dev" not in v for v in install)
 
 
 def test_dockerfile_installs_the_lock_in_its_own_cached_layer_before_the_code() -> None:
@@ -174,18 +207,81 @@ def test_the_healthcheck_command_itself_works(bare_gateway: GatewayProcess) -> N
 
 # ---------------------------------------------------------------- Kubernetes
 
+OVERLAYS = ("light", "diet-ted")
+# Env names the coordinator's merge brings: the management listener (branch `surface`) adds the settings
+# server.management_host / server.management_port. Listed here until config/gateway.yml has them.
+MANAGEMENT_ENV = {"GATEWAY_SERVER_MANAGEMENT_HOST", "GATEWAY_SERVER_MANAGEMENT_PORT"}
+MANAGEMENT_PORT = 9090
+# docs/performance.md: DIET/TED bots, one gateway process (MB = 10^6 bytes).
+DIET_TED_MB_PER_LANG = 626
+DIET_TED_START_SECONDS = 166
 
-def manifests() -> list[dict[str, Any]]:
-    docs = []
-    for path in sorted(K8S_DIR.glob("*.yaml")):
-        if path.name == "kustomization.yaml":
-            continue
-        docs += [doc for doc in yaml.safe_load_all(path.read_text()) if doc]
-    return docs
+
+@pytest.fixture(scope="session")
+def tools() -> Path:
+    """The checkers' own virtualenv (scripts/dev-tools: pinned, made once, reused while the lock holds)."""
+    done = subprocess.run(
+        [str(ROOT / "scripts" / "dev-tools")], cwd=ROOT, capture_output=True, text=True, timeout=900
+    )
+    assert done.returncode == 0, done.stderr
+    return ROOT / done.stdout.strip().splitlines()[-1]
 
 
-def by_kind(kind: str) -> list[dict[str, Any]]:
-    return [doc for doc in manifests() if doc["kind"] == kind]
+def kustomize(path: Path) -> list[dict[str, Any]]:
+    """`kubectl kustomize` (kustomize built into kubectl) of a kustomization folder: the applied objects."""
+    kubectl = shutil.which("kubectl")
+    assert kubectl, "kubectl is needed to render config/kubernetes (it embeds kustomize): install kubectl"
+    done = subprocess.run([kubectl, "kustomize", str(path)], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    return [doc for doc in yaml.safe_load_all(done.stdout) if doc]
+
+
+@pytest.fixture(scope="module")
+def rendered() -> dict[str, list[dict[str, Any]]]:
+    return {name: kustomize(K8S_DIR / "overlays" / name) for name in OVERLAYS}
+
+
+def with_operator(tmp_path: Path, overlay: str) -> list[dict[str, Any]]:
+    """An overlay with the Prometheus Operator component, as the overlays' comments say to add it."""
+    folder = tmp_path / "with-operator"
+    folder.mkdir()
+    (folder / "kustomization.yaml").write_text(
+        yaml.safe_dump(
+            {
+                "apiVersion": "kustomize.config.k8s.io/v1beta1",
+                "kind": "Kustomization",
+                # kustomize takes only relative paths to other kustomizations
+                "resources": [os.path.relpath(K8S_DIR / "overlays" / overlay, folder)],
+                "components": [os.path.relpath(K8S_DIR / "components" / "prometheus-operator", folder)],
+            }
+        )
+    )
+    return kustomize(folder)
+
+
+def one(docs: list[dict[str, Any]], kind: str, name: str | None = None) -> dict[str, Any]:
+    (doc,) = [d for d in docs if d["kind"] == kind and name in (None, d["metadata"]["name"])]
+    return doc
+
+
+def container_of(docs: list[dict[str, Any]]) -> dict[str, Any]:
+    (container,) = one(docs, "Deployment")["spec"]["template"]["spec"]["containers"]
+    return dict(container)
+
+
+def validate(tools: Path, docs: list[dict[str, Any]], folder: Path) -> subprocess.CompletedProcess[str]:
+    """kubernetes-validate --strict against the newest bundled Kubernetes schemas, one file per object."""
+    folder.mkdir(parents=True, exist_ok=True)
+    files = []
+    for index, doc in enumerate(docs):
+        files.append(folder / f"{index:02d}-{doc['kind']}.yaml")
+        files[-1].write_text(yaml.safe_dump(doc))
+    return subprocess.run(
+        [str(tools / "bin" / "kubernetes-validate"), "--strict", "-k", K8S_VERSION, *map(str, files)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
 
 
 def setting_env_names() -> set[str]:
@@ -202,106 +298,226 @@ def setting_env_names() -> set[str]:
     return set(leaves(yaml.safe_load(DEFAULT_CONFIG.read_text()), "GATEWAY")) | {"GATEWAY_CONFIG"}
 
 
-def test_manifests_are_valid_kubernetes_offline() -> None:
-    docs = manifests()
-    assert {doc["kind"] for doc in docs} >= {
-        "Deployment",
-        "Service",
-        "HorizontalPodAutoscaler",
-        "ConfigMap",
-        "PodDisruptionBudget",
-    }
-    for doc in docs:
-        assert kubernetes_validate.validate(doc, K8S_VERSION, strict=True) == "1.28"
-    listed = yaml.safe_load((K8S_DIR / "kustomization.yaml").read_text())["resources"]
-    assert sorted(listed) == sorted(p.name for p in K8S_DIR.glob("*.yaml") if p.name != "kustomization.yaml")
+def test_every_overlay_renders_to_valid_current_kubernetes(
+    tools: Path, rendered: dict[str, list[dict[str, Any]]], tmp_path: Path
+) -> None:
+    base = yaml.safe_load((K8S_DIR / "base" / "kustomization.yaml").read_text())["resources"]
+    assert sorted(base) == sorted(
+        p.name for p in (K8S_DIR / "base").glob("*.yaml") if p.name != "kustomization.yaml"
+    )
+    for name, docs in rendered.items():
+        assert {d["kind"] for d in docs} == {
+            "ConfigMap",
+            "Deployment",
+            "Service",
+            "HorizontalPodAutoscaler",
+            "PodDisruptionBudget",
+            "NetworkPolicy",
+        }, name
+        done = validate(tools, docs, tmp_path / name)
+        assert done.returncode == 0, done.stdout + done.stderr
+        assert done.stdout.count(f"against version {K8S_VERSION.rsplit('.', 1)[0]}") == len(docs), done.stdout
 
 
-def test_the_validator_rejects_a_broken_manifest() -> None:
-    (deployment,) = by_kind("Deployment")
+def test_the_validator_rejects_broken_manifests(
+    tools: Path, rendered: dict[str, list[dict[str, Any]]], tmp_path: Path
+) -> None:
+    deployment = copy.deepcopy(one(rendered["light"], "Deployment"))
     deployment["spec"]["replicas"] = "two"
-    with pytest.raises(kubernetes_validate.ValidationError):
-        kubernetes_validate.validate(deployment, K8S_VERSION, strict=True)
-    deployment["spec"]["replicas"] = 2
-    deployment["spec"]["template"]["spec"]["containers"][0]["livenessProbe"]["httpGets"] = {}
-    with pytest.raises(kubernetes_validate.ValidationError):
-        kubernetes_validate.validate(deployment, K8S_VERSION, strict=True)
+    assert validate(tools, [deployment], tmp_path / "type").returncode != 0
+    deployment = copy.deepcopy(one(rendered["light"], "Deployment"))
+    deployment["spec"]["template"]["spec"]["containers"][0]["startupProbe"]["httpGets"] = {}
+    assert validate(tools, [deployment], tmp_path / "unknown-field").returncode != 0
 
 
-def test_deployment_matches_the_gateway() -> None:
-    (deployment,) = by_kind("Deployment")
-    (configmap,) = by_kind("ConfigMap")
+def test_deployment_matches_the_gateway(rendered: dict[str, list[dict[str, Any]]], tmp_path: Path) -> None:
     settings = load_settings(env={})
-    spec = deployment["spec"]
-    pod = spec["template"]["spec"]
-    (container,) = pod["containers"]
-    assert spec["replicas"] >= 2
-    port = container["ports"][0]
-    assert port["containerPort"] == settings.server.port and port["name"] == "http"
     routes = {r.resource.canonical for r in create_app(settings).router.routes() if r.resource}
-    assert container["readinessProbe"]["httpGet"]["path"] == "/readyz" in routes
-    assert container["livenessProbe"]["httpGet"]["path"] == "/healthz" in routes
-    annotations = spec["template"]["metadata"]["annotations"]
-    assert annotations["prometheus.io/scrape"] == "true"
-    assert annotations["prometheus.io/port"] == str(settings.server.port)
-    assert annotations["prometheus.io/path"] == "/metrics"
-    # Sized from the measured RSS, with headroom; the limit above the request.
-    memory = container["resources"]["requests"]["memory"]
-    assert memory.endswith("Mi") and int(memory[:-2]) >= MEASURED_RSS_MIB * 1.1
-    assert container["resources"]["limits"]["memory"] == "1Gi"
-    assert "559 MiB" in (K8S_DIR / "deployment.yaml").read_text()
-    # Grace period covers the preStop drain and the gateway's own shutdown timeout.
-    sleep = int(container["lifecycle"]["preStop"]["exec"]["command"][-1])
-    config_file = K8S_DIR / "gateway-from-configmap.yml"
-    try:
+    for name, docs in rendered.items():
+        deployment, configmap = one(docs, "Deployment"), one(docs, "ConfigMap")
+        spec = deployment["spec"]
+        pod = spec["template"]["spec"]
+        container = container_of(docs)
+        assert spec["replicas"] >= 2
+        ports = {p["name"]: p["containerPort"] for p in container["ports"]}
+        assert ports == {"http": settings.server.port, "management": MANAGEMENT_PORT}
+        env = {e["name"]: e for e in container["env"]}
+        assert env["GATEWAY_SERVER_MANAGEMENT_PORT"]["value"] == str(MANAGEMENT_PORT)
+        assert env["GATEWAY_SERVER_MANAGEMENT_HOST"]["value"] == "0.0.0.0"
+        # Probes on the public port (it keeps /healthz and /readyz); liveness waits for the startup probe.
+        assert container["startupProbe"]["httpGet"] == {"path": "/readyz", "port": "http"}
+        assert container["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "http"}
+        assert container["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "http"}
+        assert {"/readyz", "/healthz"} <= routes
+        assert "initialDelaySeconds" not in container["livenessProbe"]
+        annotations = spec["template"]["metadata"]["annotations"]
+        assert annotations["prometheus.io/scrape"] == "true"
+        assert annotations["prometheus.io/port"] == str(MANAGEMENT_PORT)
+        assert annotations["prometheus.io/path"] == "/metrics"
+        assert pod["enableServiceLinks"] is False and pod["automountServiceAccountToken"] is False
+        # TensorFlow's thread pools follow the CPU limit (Rasa reads these variables).
+        for variable in ("TF_INTRA_OP_PARALLELISM_THREADS", "TF_INTER_OP_PARALLELISM_THREADS"):
+            ref = env[variable]["valueFrom"]["resourceFieldRef"]
+            assert ref == {"containerName": container["name"], "resource": "limits.cpu", "divisor": "1"}
+        # Grace period covers the preStop drain and the gateway's own shutdown timeout.
+        sleep = int(container["lifecycle"]["preStop"]["exec"]["command"][-1])
+        config_file = tmp_path / f"{name}-gateway.yml"
         config_file.write_text(configmap["data"]["gateway.yml"])
         deployed = load_settings(config_file, env={})  # the ConfigMap is a valid gateway config
-    finally:
-        config_file.unlink()
-    assert pod["terminationGracePeriodSeconds"] > sleep + deployed.server.shutdown_timeout_seconds
-    assert deployed.server.port == settings.server.port
-    assert not deployed.train_missing
-    assert pod["securityContext"]["runAsNonRoot"] is True
-    assert pod["securityContext"]["runAsUser"] == 10001  # the Dockerfile's user
+        assert pod["terminationGracePeriodSeconds"] > sleep + deployed.server.shutdown_timeout_seconds
+        assert deployed.server.port == settings.server.port
+        assert not deployed.train_missing
+        assert pod["securityContext"]["runAsNonRoot"] is True
+        assert pod["securityContext"]["runAsUser"] == 10001  # the Dockerfile's user
+        mounted = {v["name"] for v in pod["volumes"] if "configMap" in v}
+        assert {v["configMap"]["name"] for v in pod["volumes"] if "configMap" in v} == {
+            configmap["metadata"]["name"]
+        }
+        mount = next(m for m in container["volumeMounts"] if m["name"] in mounted)
+        assert env["GATEWAY_CONFIG"]["value"] == f"{mount['mountPath']}/gateway.yml"
     assert instructions("USER")[-1] == "10001:10001"
-    mounted = {v["name"] for v in pod["volumes"] if "configMap" in v}
-    assert {v["configMap"]["name"] for v in pod["volumes"] if "configMap" in v} == {
-        configmap["metadata"]["name"]
-    }
-    config_env = next(e for e in container["env"] if e["name"] == "GATEWAY_CONFIG")
-    mount = next(m for m in container["volumeMounts"] if m["name"] in mounted)
-    assert config_env["value"] == f"{mount['mountPath']}/gateway.yml"
 
 
-def test_secrets_are_references_only() -> None:
-    assert by_kind("Secret") == []
-    (deployment,) = by_kind("Deployment")
-    (container,) = deployment["spec"]["template"]["spec"]["containers"]
-    env = {e["name"]: e for e in container["env"]}
-    for name in ("GATEWAY_ADMIN_TOKEN", "GATEWAY_REDIS_URL", "GATEWAY_MODELS_S3_SECRET_ACCESS_KEY"):
-        assert "secretKeyRef" in env[name]["valueFrom"]
-    for name, item in env.items():
-        if SECRET_NAME.search(name):
-            assert "value" not in item, f"{name} has an inline value"
-    assert {name for name in env if name.startswith("GATEWAY_")} <= setting_env_names()
-    for path in K8S_DIR.glob("*.yaml"):
+def mebibytes(quantity: str) -> float:
+    units = {"Mi": 1, "Gi": 1024}
+    return float(quantity[:-2]) * units[quantity[-2:]]
+
+
+def test_resources_are_sized_from_the_measurements(rendered: dict[str, list[dict[str, Any]]]) -> None:
+    performance = (ROOT / "docs" / "performance.md").read_text()
+    assert f"Memory: {DIET_TED_MB_PER_LANG} MB per language" in performance
+    assert f"need 160-{DIET_TED_START_SECONDS} s" in performance
+    assert f"{MEASURED_RSS_MIB} MiB" in (K8S_DIR / "base" / "deployment.yaml").read_text()
+    langs = len(load_settings(env={}).bots)
+    diet_ted_mib = DIET_TED_MB_PER_LANG * 1e6 / 2**20
+    measured = {"light": MEASURED_RSS_MIB, "diet-ted": langs * diet_ted_mib}
+    swap = {"light": 30, "diet-ted": diet_ted_mib}  # one language's model loaded twice for a moment
+    startup = {"light": 60, "diet-ted": DIET_TED_START_SECONDS * 3}  # a slower node than the measuring one
+    for name, docs in rendered.items():
+        container = container_of(docs)
+        resources = container["resources"]
+        request, limit = mebibytes(resources["requests"]["memory"]), mebibytes(resources["limits"]["memory"])
+        assert request >= measured[name] * 1.1, name
+        assert limit >= measured[name] + swap[name] + 256, name  # + arenas and a burst of requests
+        probe = container["startupProbe"]
+        assert probe["periodSeconds"] * probe["failureThreshold"] >= startup[name], name
+        env = {e["name"]: e.get("value") for e in container["env"]}
+        assert env.get("GATEWAY_SERVER_INFERENCE") == ("thread" if name == "diet-ted" else None)
+
+
+def test_secrets_are_references_only(rendered: dict[str, list[dict[str, Any]]]) -> None:
+    for docs in rendered.values():
+        assert [d for d in docs if d["kind"] == "Secret"] == []
+        env = {e["name"]: e for e in container_of(docs)["env"]}
+        for name in ("GATEWAY_ADMIN_TOKEN", "GATEWAY_REDIS_URL", "GATEWAY_MODELS_S3_SECRET_ACCESS_KEY"):
+            assert "secretKeyRef" in env[name]["valueFrom"]
+        for name, item in env.items():
+            if SECRET_NAME.search(name):
+                assert "value" not in item, f"{name} has an inline value"
+        assert {name for name in env if name.startswith("GATEWAY_")} <= setting_env_names() | MANAGEMENT_ENV
+    for path in K8S_DIR.rglob("*.yaml"):
         assert not CREDENTIAL.search(path.read_text()), path
 
 
-def test_service_hpa_and_pdb_select_the_deployment() -> None:
-    (deployment,) = by_kind("Deployment")
+def test_services_hpa_pdb_and_network_policy_select_the_deployment(
+    rendered: dict[str, list[dict[str, Any]]],
+) -> None:
+    docs = rendered["light"]
+    deployment = one(docs, "Deployment")
     labels = deployment["spec"]["template"]["metadata"]["labels"]
     name = deployment["metadata"]["name"]
-    service = next(s for s in by_kind("Service") if s["spec"]["type"] == "ClusterIP")
-    assert service["spec"]["selector"].items() <= labels.items()
-    assert service["spec"]["ports"][0]["targetPort"] == "http"
-    (hpa,) = by_kind("HorizontalPodAutoscaler")
+    public, management = one(docs, "Service", name), one(docs, "Service", f"{name}-management")
+    for service, port in ((public, "http"), (management, "management")):
+        assert service["spec"]["type"] == "ClusterIP"
+        assert service["spec"]["selector"].items() <= labels.items()
+        assert [p["targetPort"] for p in service["spec"]["ports"]] == [port]
+    hpa = one(docs, "HorizontalPodAutoscaler")
     assert hpa["spec"]["scaleTargetRef"] == {"apiVersion": "apps/v1", "kind": "Deployment", "name": name}
     assert hpa["spec"]["minReplicas"] >= 2
-    (pdb,) = by_kind("PodDisruptionBudget")
-    assert pdb["spec"]["selector"]["matchLabels"].items() <= labels.items()
-    external = {s["metadata"]["name"] for s in by_kind("Service") if s["spec"]["type"] == "ExternalName"}
+    pdb = one(docs, "PodDisruptionBudget")
+    assert pdb["spec"] == {"maxUnavailable": 1, "selector": {"matchLabels": {"app.kubernetes.io/name": name}}}
+    policy = one(docs, "NetworkPolicy")
+    assert policy["spec"]["podSelector"]["matchLabels"].items() <= labels.items()
+    assert policy["spec"]["policyTypes"] == ["Ingress"]
+    public_rule, management_rule = policy["spec"]["ingress"]
+    assert public_rule == {"ports": [{"port": "http", "protocol": "TCP"}]}  # from anywhere, port 8080 only
+    assert management_rule == {
+        "from": [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}}}],
+        "ports": [{"port": "management", "protocol": "TCP"}],
+    }
+    external = {
+        s["metadata"]["name"] for s in docs if s["kind"] == "Service" and s["spec"]["type"] == "ExternalName"
+    }
     assert external == {"gateway-redis", "gateway-model-store"}
+
+
+def exported_metrics() -> dict[str, set[str]]:
+    """Every series name gateway/metrics.py defines (with _total/_bucket/... suffixes) -> its label names.
+
+    Read from the metric objects, not from a registry's samples (a multiprocess registry shows only
+    series some process wrote).
+    """
+    from prometheus_client.metrics import MetricWrapperBase
+
+    from gateway import metrics
+
+    suffixes = {"counter": ["_total"], "histogram": ["_bucket", "_count", "_sum"], "info": ["_info"]}
+    out: dict[str, set[str]] = {}
+    for collector in vars(metrics).values():
+        if isinstance(collector, MetricWrapperBase):
+            for suffix in suffixes.get(collector._type, [""]):
+                extra = {"le"} if suffix == "_bucket" else set()
+                out[collector._name + suffix] = set(collector._labelnames) | extra
+    return out
+
+
+def test_prometheus_operator_component_scrapes_management_and_alerts_on_real_metrics(
+    rendered: dict[str, list[dict[str, Any]]], tmp_path: Path
+) -> None:
+    docs = with_operator(tmp_path, "diet-ted")
+    assert [d for d in docs if d["kind"] not in {"ServiceMonitor", "PrometheusRule"}] == rendered["diet-ted"]
+    monitor, rule = one(docs, "ServiceMonitor"), one(docs, "PrometheusRule")
+    assert monitor["apiVersion"] == rule["apiVersion"] == "monitoring.coreos.com/v1"
+    management = one(docs, "Service", "rasa-gateway-management")
+    assert monitor["spec"]["selector"]["matchLabels"].items() <= management["metadata"]["labels"].items()
+    assert (
+        not one(docs, "Service", "rasa-gateway")["metadata"]["labels"].items()
+        >= monitor["spec"]["selector"]["matchLabels"].items()
+    )  # the public Service is not scraped
+    (endpoint,) = monitor["spec"]["endpoints"]
+    assert endpoint["port"] in {p["name"] for p in management["spec"]["ports"]}
+    assert endpoint["path"] == "/metrics"
+
+    exported = exported_metrics()
+    # Added by Prometheus itself when it scrapes through a ServiceMonitor.
+    target_labels = {"namespace", "pod", "service", "job", "instance", "container", "endpoint"}
+    alerts = {}
+    for group in rule["spec"]["groups"]:
+        for item in group["rules"]:
+            alerts[item["alert"]] = item
+            expr = item["expr"]
+            names = set(re.findall(r"\b(gateway_[a-z_]+)", expr))
+            assert names and names <= exported.keys(), (item["alert"], names - exported.keys())
+            known = set().union(*(exported[n] for n in names)) | target_labels
+            grouped = {label.strip() for by in re.findall(r"by \(([^)]*)\)", expr) for label in by.split(",")}
+            matched = set(re.findall(r"[{,]\s*([a-z_]+)\s*[=!~]", expr))
+            assert grouped | matched <= known, (item["alert"], (grouped | matched) - known)
+            assert item["labels"]["severity"] in {"critical", "warning"}
+            assert item["annotations"]["summary"]
+    assert {
+        "RasaGatewayBotDown",
+        "RasaGatewayErrorRate",
+        "RasaGatewayApologyRate",
+        "RasaGatewaySlowAnswers",
+        "RasaGatewaySwapFailed",
+        "RasaGatewayRedisErrors",
+    } <= alerts.keys()
+    # The "over the deadline" bucket exists: the deadline is one of the latency histogram's bounds.
+    deadline = load_settings(env={}).server.deadline_seconds
+    assert f'le="{deadline}"' in alerts["RasaGatewaySlowAnswers"]["expr"]
+    from gateway import metrics
+
+    assert deadline in metrics._LATENCY_BUCKETS
 
 
 # ---------------------------------------------------------------- CI templates
@@ -334,29 +550,127 @@ def gitlab_jobs() -> dict[str, dict[str, Any]]:
     return jobs
 
 
-def test_gitlab_has_one_interruptible_pipeline_job_per_language() -> None:
-    langs = list(load_settings(env={}).bots)
+def test_gitlab_checks_merge_requests_and_never_interrupts_a_publish() -> None:
+    langs = sorted(load_settings(env={}).bots)
     jobs = gitlab_jobs()
-    by_lang = {job["variables"]["BOT_LANG"]: job for job in jobs.values()}
-    assert sorted(by_lang) == sorted(langs) and len(jobs) == len(langs)
-    for lang, job in by_lang.items():
+    kinds: dict[str, dict[str, dict[str, Any]]] = {}
+    for name, job in jobs.items():
+        kind, _, lang = name.partition(":")
+        assert job["variables"]["BOT_LANG"] == lang
+        kinds.setdefault(kind, {})[lang] = job
+    assert sorted(kinds) == ["check", "deliver", "promote"]
+    assert all(sorted(by_lang) == langs for by_lang in kinds.values())
+    for lang, job in kinds["check"].items():  # merge requests: the whole pipeline but the publish
         assert job["interruptible"] is True
         script = " ".join(job["script"])
-        assert "-m gateway pipeline" in script and '--lang "$BOT_LANG"' in script and "--since" in script
+        assert "-m gateway pipeline --no-publish" in script and '--lang "$BOT_LANG"' in script
+        assert '--since "$CI_MERGE_REQUEST_DIFF_BASE_SHA"' in script
+        assert job["rules"] == [
+            {"if": '$CI_PIPELINE_SOURCE == "merge_request_event"', "changes": [f"bots/{lang}/**/*"]}
+        ]
+        assert "environment" not in job and not any(SECRET_NAME.search(k) for k in job["variables"])
+    for lang, job in kinds["deliver"].items():  # the default branch: publish to staging
+        assert job["interruptible"] is False
+        assert job["resource_group"] == "deliver-staging-$BOT_LANG"  # one publish per language
+        assert job["environment"] == {"name": "staging"}
+        assert job["variables"]["GATEWAY_ENVIRONMENT"] == "staging"
+        script = " ".join(job["script"])
+        assert "-m gateway pipeline --lang" in script and "--no-publish" not in script
         assert job["rules"][0]["changes"] == [f"bots/{lang}/**/*"]
+        assert job["retry"]["exit_codes"] == [3]  # only "unreachable" is worth a retry
+    for job in kinds["promote"].values():
+        assert job["interruptible"] is False
+        assert job["environment"] == {"name": "production"}
+        assert job["resource_group"] == "deliver-production-$BOT_LANG"
+        assert job["rules"][0]["when"] == "manual"
+        assert 'promote "$BOT_LANG" --from staging --to production' in " ".join(job["script"])
 
 
-def test_github_has_a_pipeline_job_for_every_language() -> None:
-    data = yaml.safe_load((CI_DIR / "github-actions.yml").read_text())
+def github_workflow() -> dict[str, Any]:
+    data: dict[str, Any] = yaml.safe_load((CI_DIR / "github-actions.yml").read_text())
+    return data
+
+
+def test_github_checks_pull_requests_and_never_cancels_a_publish() -> None:
+    data = github_workflow()
     triggers = data.get("on", data.get(True))  # YAML 1.1 reads the bare key `on` as true
-    assert "push" in triggers
-    (job,) = data["jobs"].values()
-    assert sorted(job["strategy"]["matrix"]["lang"]) == sorted(load_settings(env={}).bots)
-    assert job["concurrency"]["cancel-in-progress"] is True
-    runs = " ".join(step.get("run", "") for step in job["steps"])
-    assert "-m gateway pipeline" in runs and '--lang "${{ matrix.lang }}"' in runs
-    checkout = next(step for step in job["steps"] if str(step.get("uses", "")).startswith("actions/checkout"))
-    assert checkout["with"]["fetch-depth"] == 0
+    assert {"pull_request", "push", "workflow_dispatch"} <= triggers.keys()
+    jobs = data["jobs"]
+    langs = sorted(load_settings(env={}).bots)
+    check, deliver, promote = jobs["check"], jobs["deliver"], jobs["promote"]
+    for job in (check, deliver):
+        assert sorted(job["strategy"]["matrix"]["lang"]) == langs
+        checkout = next(s for s in job["steps"] if str(s.get("uses", "")).startswith("actions/checkout"))
+        assert checkout["with"]["fetch-depth"] == 0
+    runs = " ".join(step.get("run", "") for step in check["steps"])
+    assert check["if"] == "github.event_name == 'pull_request'"
+    assert "-m gateway pipeline --no-publish" in runs and '--lang "${{ matrix.lang }}"' in runs
+    assert "github.event.pull_request.base.sha" in runs
+    assert check["concurrency"]["cancel-in-progress"] is True  # a check may be cut off: it publishes nothing
+    assert "environment" not in check and "env" not in check  # no secret reaches pull requests
+
+    runs = " ".join(step.get("run", "") for step in deliver["steps"])
+    assert deliver["if"] == "github.event_name == 'push'"
+    assert "-m gateway pipeline --lang" in runs and "--no-publish" not in runs
+    assert deliver["environment"] == "staging" and deliver["env"]["GATEWAY_ENVIRONMENT"] == "staging"
+    # Per language, not per push: a newer push queues behind a running publish instead of cancelling it.
+    assert deliver["concurrency"] == {
+        "group": "deliver-staging-${{ matrix.lang }}",
+        "cancel-in-progress": False,
+    }
+
+    assert promote["if"] == "github.event_name == 'workflow_dispatch'"
+    assert promote["environment"] == "production"
+    assert promote["concurrency"]["cancel-in-progress"] is False
+    assert triggers["workflow_dispatch"]["inputs"]["lang"]["options"] == list(load_settings(env={}).bots)
+    (step,) = promote["steps"]
+    assert step["run"] == 'python -m gateway promote "${{ inputs.lang }}" --from staging --to production'
+
+
+@pytest.mark.parametrize(
+    ("name", "schema", "break_it"),
+    [
+        (
+            ".gitlab-ci.yml",
+            "vendor.gitlab-ci",
+            lambda data: data["promote:en"]["rules"][0].update(when="manually"),
+        ),
+        (
+            "github-actions.yml",
+            "vendor.github-workflows",
+            lambda data: data["jobs"]["deliver"]["concurrency"].update({"cancel-in-progres": False}),
+        ),
+    ],
+)
+def test_ci_templates_match_their_platforms_schemas(
+    tools: Path, name: str, schema: str, break_it: Any, tmp_path: Path
+) -> None:
+    """check-jsonschema's vendored (offline) GitLab CI and GitHub workflow schemas."""
+    checker = str(tools / "bin" / "check-jsonschema")
+    done = subprocess.run(
+        [checker, "--builtin-schema", schema, str(CI_DIR / name)], capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    data = yaml.safe_load((CI_DIR / name).read_text())
+    if True in data:  # YAML 1.1 read the bare key `on` as true: write it back as `on`
+        data["on"] = data.pop(True)
+    break_it(data)
+    broken = tmp_path / name
+    broken.write_text(yaml.safe_dump(data))
+    rejected = subprocess.run(
+        [checker, "--builtin-schema", schema, str(broken)], capture_output=True, text=True, timeout=120
+    )
+    assert rejected.returncode == 1, rejected.stdout + rejected.stderr
+
+
+@pytest.mark.parametrize("name", [".gitlab-ci.yml", "github-actions.yml"])
+def test_ci_templates_say_nothing_stale(name: str) -> None:
+    text = (CI_DIR / name).read_text()
+    for stale in ("once publishing is wired in", "cancels the running job", "cancels the running jobs"):
+        assert stale not in text, f"{name}: {stale!r}"
+    for line in text.splitlines():  # every command a comment names is one the gateway has
+        for command in re.findall(r"`gateway (\w+)", line):
+            assert command in {"pipeline", "promote", "publish", "test", "train"}, line
 
 
 @pytest.mark.parametrize("name", [".gitlab-ci.yml", "github-actions.yml"])
@@ -384,7 +698,7 @@ def test_ci_templates_call_real_commands() -> None:
         timeout=60,
     )
     assert done.returncode == 0
-    assert "--since REV" in done.stdout and "--lang LANG" in done.stdout
+    assert "--since REV" in done.stdout and "--lang LANG" in done.stdout and "--no-publish" in done.stdout
 
 
 def test_the_pipeline_accepts_what_ci_passes_for_a_first_push(tmp_path: Path) -> None:

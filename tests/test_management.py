@@ -233,6 +233,6 @@ def test_a_port_someone_else_holds_is_one_clear_line(role: str, tmp_path: Path) 
             text=True,
             timeout=120,
         )
-    assert result.returncode == 1
-    assert f"gateway: cannot listen on http://127.0.0.1:{held} ({role}): " in result.stderr
+    assert result.returncode == 2  # a configuration error (README "Exit codes")
+    assert f"gateway: cannot listen on 127.0.0.1:{held} ({role}): " in result.stderr
     assert "Traceback" not in result.stderr

@@ -126,7 +126,7 @@ async def test_user_text_at_info_when_configured_and_json_lines(
     assert "dzień dobry" in line.getMessage()
     out = json.loads(JsonFormatter().format(line))  # what `logging.format: json` writes
     assert out["request_id"] == "j-1"
-    assert out["level"] == "INFO"
+    assert out["severity"] == "INFO"
     assert out["text"] == "dzień dobry"
     assert {out["channel"], out["lang"], out["locale"], out["status"]} == {
         "actions_builder",

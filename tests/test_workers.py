@@ -328,7 +328,7 @@ def test_workers_on_a_port_someone_else_holds_exit_with_a_clear_message() -> Non
             text=True,
             timeout=60,
         )  # fmt: skip
-    assert result.returncode == 1
+    assert result.returncode == 2
     assert f"cannot listen on 127.0.0.1:{port}" in result.stderr
     assert "Traceback" not in result.stderr
 

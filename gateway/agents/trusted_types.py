@@ -110,4 +110,7 @@ def _write(path: Path, data: dict[str, Any]) -> None:
 
 
 if __name__ == "__main__":  # `python -m gateway.agents.trusted_types`: save the lists ahead of time
+    from gateway import logs
+
+    logs.quiet_libraries()  # this module imports no TensorFlow itself; install() does
     print(f"skops trusted types ({install()}): {default_path()}")

@@ -56,5 +56,7 @@ def config_name(prod: bool) -> str:
 
 
 def say(line: str) -> None:
-    """One progress line on stdout, flushed at once (CI logs are pipes)."""
-    print(line, flush=True)
+    """One progress line on stdout, flushed at once (CI logs are pipes); a JSON record in JSON mode."""
+    from gateway import logs
+
+    logs.progress(line)

@@ -7,7 +7,7 @@ import subprocess
 from collections.abc import Iterable
 from pathlib import Path, PurePosixPath
 
-from gateway.errors import DeliveryError
+from gateway.errors import ConfigError, DeliveryError
 
 logger = logging.getLogger(__name__)
 
@@ -33,13 +33,13 @@ def _paths(output: str) -> list[str]:
 def changed_files(bots_dir: Path, since: str) -> list[str]:
     """Paths (relative to the repository) under `bots_dir` changed since `since` or not committed yet."""
     if not bots_dir.is_dir():
-        raise DeliveryError(f"bots folder {bots_dir} does not exist")
+        raise ConfigError(f"bots folder {bots_dir} does not exist: check bots.dir (GATEWAY_BOTS_DIR)")
     top = Path(_git(bots_dir, "rev-parse", "--show-toplevel").strip()).resolve()
     scope = bots_dir.resolve().relative_to(top).as_posix() or "."
     try:
         _git(top, "rev-parse", "--verify", "--quiet", f"{since}^{{commit}}")
-    except DeliveryError as exc:
-        raise DeliveryError(
+    except DeliveryError as exc:  # a usage error (exit code 2): the revision given is not there
+        raise ConfigError(
             f"revision {since!r} is not in the repository at {top}; in CI fetch the full history "
             "(GitLab: GIT_DEPTH: 0, GitHub: actions/checkout fetch-depth: 0)"
         ) from exc

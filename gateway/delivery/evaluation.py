@@ -10,7 +10,7 @@ from pathlib import Path
 from gateway.delivery.nlu import cross_validate
 from gateway.delivery.records import EvaluationRecord, NluResult, StoryResult, sha256_file
 from gateway.delivery.stories import run_story_tests
-from gateway.errors import ModelError
+from gateway.errors import ModelNotFound
 from gateway.settings import DeliverySettings, Settings
 from gateway.training import current_model
 
@@ -18,13 +18,13 @@ logger = logging.getLogger(__name__)
 
 
 def model_to_test(settings: Settings, lang: str, config_name: str = "config.yml") -> Path:
-    """The model trained from the bot's current sources; ModelError telling how to get one."""
+    """The model trained from the bot's current sources; ModelNotFound telling how to get one."""
     bot = settings.bots[lang]
     folder = settings.models_dir / lang
     model = current_model(bot.project_dir, folder, config_name)
     if model is None:
         prod = " --prod" if config_name != "config.yml" else ""
-        raise ModelError(
+        raise ModelNotFound(
             f"no model of {lang} trained from the current sources of {bot.project_dir} in {folder}: "
             f"run `gateway train {lang}{prod}` first"
         )

@@ -12,7 +12,7 @@ from typing import Any
 import yaml
 
 from gateway.delivery.records import StoryResult
-from gateway.errors import DeliveryError, ModelError
+from gateway.errors import DeliveryError, ModelError, ModelNotFound
 
 logger = logging.getLogger(__name__)
 
@@ -43,7 +43,7 @@ def _load_agent(model: Path) -> Any:
     from rasa.core.agent import Agent
 
     if not model.is_file():
-        raise ModelError(f"model archive {model} does not exist")
+        raise ModelNotFound(f"model archive {model} does not exist")
     try:
         agent = Agent.load(str(model))
     except Exception as exc:  # rasa/tarfile/pickle raise many types; all mean "unusable model"

@@ -27,16 +27,26 @@ WEBHOOK = "/webhook/google"
 MAX_BODY = 65536
 
 
-@pytest.fixture
-async def client(aiohttp_client: Any, jwks: JwksServer) -> Any:
-    settings = gateway_settings(
+def verifying_gateway(jwks: JwksServer, read_timeout: float) -> Any:
+    return gateway_settings(
         **{
             "google.project_id": PROJECT_ID,
             "google.jwks_url": jwks.url,
-            "server.read_timeout_seconds": 0.5,
+            "server.read_timeout_seconds": read_timeout,
         }
     )
-    return await start_gateway(aiohttp_client, settings)
+
+
+@pytest.fixture
+async def client(aiohttp_client: Any, jwks: JwksServer) -> Any:
+    # A body read timeout no busy machine reaches: only test_slow_body_gets_408 is about it.
+    return await start_gateway(aiohttp_client, verifying_gateway(jwks, read_timeout=60.0))
+
+
+@pytest.fixture
+async def impatient(aiohttp_client: Any, jwks: JwksServer) -> Any:
+    """A short body read timeout, for a body that never arrives (the 408 comes whatever the speed)."""
+    return await start_gateway(aiohttp_client, verifying_gateway(jwks, read_timeout=0.5))
 
 
 def signed(key: SigningKey, content_type: str | None = "application/json") -> dict[str, str]:
@@ -104,8 +114,8 @@ async def test_unsigned_hostile_body_is_refused_before_it_is_read(client: Any) -
         assert body_json["error"].startswith("unauthorized")
 
 
-async def test_slow_body_gets_408(client: Any, google_key: SigningKey) -> None:
-    reader, writer = await asyncio.open_connection(client.host, client.port)
+async def test_slow_body_gets_408(impatient: Any, google_key: SigningKey) -> None:
+    reader, writer = await asyncio.open_connection(impatient.host, impatient.port)
     head = (
         f"POST {WEBHOOK} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
         f"Google-Assistant-Signature: {sign(google_key)}\r\nContent-Length: 500\r\n\r\n"
@@ -193,7 +203,7 @@ async def test_body_arriving_in_pieces_is_read_whole(client: Any, google_key: Si
     )
     writer.write(head.encode() + body[:40])
     await writer.drain()
-    await asyncio.sleep(0.2)  # the rest comes in a later segment, well within the read timeout
+    await asyncio.sleep(0.2)  # the rest comes in a later segment, far within the read timeout
     writer.write(body[40:])
     await writer.drain()
     raw = await asyncio.wait_for(reader.read(), 10)
