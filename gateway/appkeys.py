@@ -7,6 +7,7 @@ import asyncio
 import redis.asyncio as aioredis
 from aiohttp import web
 
+from gateway.agents.custom_actions import ActionClient, BotActions
 from gateway.agents.monitor import Monitor
 from gateway.agents.pool import AgentPool
 from gateway.agents.swapper import Swapper
@@ -35,3 +36,6 @@ MODEL_STORE = web.AppKey("model_store", ModelStore)
 ACTIVE_MODELS = web.AppKey("active_models", ActiveModels)
 EVENTS = web.AppKey("events", EventBus)
 SWAPPER = web.AppKey("swapper", Swapper)
+# Custom actions per language (bots/<lang>/endpoints.yml) and the HTTP client action servers are called on.
+ACTION_CLIENT = web.AppKey("action_client", ActionClient)
+BOT_ACTIONS: web.AppKey[dict[str, BotActions]] = web.AppKey("bot_actions")

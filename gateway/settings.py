@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -48,6 +48,10 @@ class BotSettings:
     welcome: str
     probe: str
     prompts: Prompts
+    # Custom actions (gateway/agents/custom_actions.py): the longest one action may take, and the
+    # endpoints.yml keys that replace the bot's own (gateway/agents/endpoints.py).
+    action_timeout_seconds: float = 5.0
+    endpoints: Mapping[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -379,6 +383,8 @@ def _build(raw: Mapping[str, Any], base: Path) -> Settings:
                 cancel=p.str_("cancel"),
                 no_input=p.str_("no_input"),
             ),
+            action_timeout_seconds=r.float_("action_timeout_seconds", 5.0, 0.01, 120.0),
+            endpoints=dict(r.section("endpoints").raw),
         )
         if len(bots[lang].prompts.cancel) > MAX_CANCEL_CHARS:
             raise p.fail("cancel", bots[lang].prompts.cancel, f"at most {MAX_CANCEL_CHARS} characters")
@@ -401,6 +407,9 @@ def _build(raw: Mapping[str, Any], base: Path) -> Settings:
         inference=s.choice("inference", "loop", ("loop", "thread")),
         graph_runner=s.choice("graph_runner", "sequential", ("sequential", "dask")),
     )
+    for lang, bot in bots.items():  # an action runs inside the turn's deadline, never past it
+        if bot.action_timeout_seconds > server.deadline_seconds:
+            bots[lang] = replace(bot, action_timeout_seconds=server.deadline_seconds)
     rd = top.section("redis")
     redis_url = rd.str_("url", optional=True)
     if redis_url is not None and not redis_url.startswith(("redis://", "rediss://", "unix://")):

@@ -6,6 +6,7 @@ import re
 
 from gateway.errors import BadRequest
 from gateway.routing import fields, rich
+from gateway.routing.context import google_context
 from gateway.routing.protocol import JSON, Reply, Turn, TurnKind
 
 END_SCENE = "actions.scene.END_CONVERSATION"
@@ -74,6 +75,7 @@ class ActionsBuilderCodec:
             session_params=params,
             final=name == "actions.intent.NO_INPUT_FINAL",
             echo={"scene": scene},
+            context=google_context(self.channel, locale, user, fields.obj(body, "device", "device"), {}),
         )
 
     def encode(self, turn: Turn, reply: Reply) -> JSON:

@@ -11,7 +11,7 @@ from aiohttp import web
 
 from gateway import appkeys, metrics
 from gateway.agents.pool import Bot
-from gateway.errors import BadRequest, BotNotReady, StorageError
+from gateway.errors import ActionFailed, BadRequest, BotNotReady, StorageError
 from gateway.routing import access, google_auth, rich
 from gateway.routing.actions_builder import ActionsBuilderCodec
 from gateway.routing.body import read_json
@@ -94,7 +94,8 @@ async def answer(app: web.Application, bot: Bot, turn: Turn, started: float | No
     remaining = settings.server.deadline_seconds - (now - (now if started is None else started))
     sender = sender_id(bot.lang, turn.session_id)
     pool = app[appkeys.POOL]
-    task = asyncio.create_task(pool.respond(bot.lang, sender, text, {"intent": turn.intent}))
+    metadata = {"intent": turn.intent, **turn.context}  # tracker.latest_message["metadata"] in actions
+    task = asyncio.create_task(pool.respond(bot.lang, sender, text, metadata))
     try:
         # shield: the deadline cancels our wait, never the turn itself.
         messages = await asyncio.wait_for(asyncio.shield(task), max(remaining, 0.0))
@@ -108,6 +109,10 @@ async def answer(app: web.Application, bot: Bot, turn: Turn, started: float | No
         raise
     except BotNotReady:
         metrics.UNAVAILABLE.labels(bot.lang, "not_ready").inc()
+        return Reply([{"text": prompts.unavailable}])
+    except ActionFailed as exc:  # the turn was dropped whole (gateway/agents/action_guard.py)
+        metrics.UNAVAILABLE.labels(bot.lang, "action").inc()
+        logger.warning("bot %s: %s", bot.lang, exc)
         return Reply([{"text": prompts.unavailable}])
     except StorageError as exc:
         metrics.UNAVAILABLE.labels(bot.lang, "storage").inc()
