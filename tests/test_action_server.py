@@ -10,14 +10,6 @@ leaves nothing in the tracker, and the next turn works.
 from __future__ import annotations
 
 import asyncio
-import os
-import signal
-import subprocess
-import sys
-import tempfile
-import time
-import urllib.error
-import urllib.request
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
@@ -28,60 +20,12 @@ import aiohttp
 import pytest
 from aiohttp import web
 
-from gateway.settings import ROOT, load_settings
+from gateway.settings import load_settings
 from tests.scrape import Scrape, scrape
-from tests.support import GatewayProcess, builder_request, free_port, responses
+from tests.support import ActionServer, GatewayProcess, builder_request, free_port, responses
 
 ACTION_TIMEOUT = 1.0
 UNAVAILABLE = load_settings().bots["en"].prompts.unavailable
-
-
-class ActionServer:
-    """`python -m rasa_sdk --actions actions` in bots/en on a fixed port (restartable, pausable)."""
-
-    def __init__(self, port: int) -> None:
-        self.port = port
-        self.proc: subprocess.Popen[bytes] | None = None
-        self.log = Path(tempfile.mkstemp(prefix=f"action-server-{port}-", suffix=".log")[1])
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}/webhook"
-
-    def start(self) -> ActionServer:
-        with self.log.open("ab") as out:
-            self.proc = subprocess.Popen(
-                [sys.executable, "-m", "rasa_sdk", "--actions", "actions", "--port", str(self.port)],
-                cwd=ROOT / "bots" / "en",
-                stdout=out,
-                stderr=subprocess.STDOUT,
-            )
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"action server exited:\n{self.log.read_text()}")
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/health", timeout=2) as resp:
-                    if resp.status == 200:
-                        return self
-            except (urllib.error.URLError, ConnectionError, TimeoutError):
-                time.sleep(0.1)
-        raise TimeoutError(f"action server not up:\n{self.log.read_text()}")
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            os.kill(self.proc.pid, signal.SIGCONT)  # a paused server cannot act on SIGTERM
-            self.proc.terminate()
-            self.proc.wait(timeout=20)
-        self.proc = None
-
-    def pause(self) -> None:
-        assert self.proc is not None
-        os.kill(self.proc.pid, signal.SIGSTOP)
-
-    def resume(self) -> None:
-        assert self.proc is not None
-        os.kill(self.proc.pid, signal.SIGCONT)
 
 
 @pytest.fixture(scope="module")

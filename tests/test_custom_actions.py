@@ -217,3 +217,17 @@ async def test_a_model_naming_actions_the_bot_cannot_run_is_refused_at_warm_up(
     assert pool.get("en").model is None
     answer = await good.respond("en", f"s-{uuid.uuid4().hex}", "are you open right now?")
     assert answer and answer[0].get("utter_action") in {"utter_open_now", "utter_closed_now"}
+
+
+def test_action_results_are_checked_against_rasas_schema_with_one_validator() -> None:
+    import jsonschema
+    from rasa.core.actions.action import RemoteAction
+
+    from gateway.agents import speedups
+
+    speedups.install()
+    action = RemoteAction("action_opening_status", None)
+    assert action._validate_action_result({"events": [{"event": "slot", "name": "people", "value": "4"}]})
+    with pytest.raises(jsonschema.ValidationError, match="Failed to validate Action server response"):
+        action._validate_action_result({"events": "not a list"})
+    assert speedups.action_result_validator() is speedups.action_result_validator()

@@ -21,13 +21,14 @@ from typing import TYPE_CHECKING, Any
 import aiohttp
 import jsonschema
 import orjson
-from rasa.core.actions.action import ActionExecutionRejection, RemoteAction
+from rasa.core.actions.action import ActionExecutionRejection
 from rasa.utils.endpoints import EndpointConfig
 from rasa_sdk.interfaces import ActionExecutionRejection as SdkRejection
 from rasa_sdk.interfaces import ActionNotFoundException
 
 from gateway import metrics
 from gateway.agents.action_guard import record_failure
+from gateway.agents.speedups import action_result_validator
 from gateway.errors import ActionFailed, ConfigError
 
 if TYPE_CHECKING:
@@ -222,8 +223,7 @@ def _answer(name: str, status: int, raw: bytes, url: str) -> dict[str, Any]:
         raise ActionCallError(f"status_{status}", f"{url} answered HTTP {status}")
     if not isinstance(data, dict):
         raise ActionCallError("bad_response", f"{url} answered something that is not a JSON object")
-    try:
-        jsonschema.validate(data, RemoteAction.action_response_format_spec())
-    except jsonschema.ValidationError as exc:
-        raise ActionCallError("bad_response", f"{url}: {exc.message}") from exc
+    error = jsonschema.exceptions.best_match(action_result_validator().iter_errors(data))
+    if error is not None:
+        raise ActionCallError("bad_response", f"{url}: {error.message}")
     return data
