@@ -231,3 +231,39 @@ def test_action_results_are_checked_against_rasas_schema_with_one_validator() ->
     with pytest.raises(jsonschema.ValidationError, match="Failed to validate Action server response"):
         action._validate_action_result({"events": "not a list"})
     assert speedups.action_result_validator() is speedups.action_result_validator()
+
+
+async def test_a_synchronous_run_goes_to_a_worker_thread_and_an_async_one_stays_on_the_loop(
+    tmp_path: Path,
+) -> None:
+    import threading
+
+    from gateway.agents.action_modules import import_actions
+
+    source = tmp_path / "actions.py"
+    source.write_text(
+        "import threading\n"
+        "from rasa_sdk import Action\n\n"
+        "class Blocking(Action):\n"
+        "    def name(self):\n"
+        "        return 'action_blocking'\n\n"
+        "    def run(self, dispatcher, tracker, domain):\n"
+        "        dispatcher.utter_message(text=threading.current_thread().name)\n"
+        "        return []\n\n"
+        "class Awaiting(Action):\n"
+        "    def name(self):\n"
+        "        return 'action_awaiting'\n\n"
+        "    async def run(self, dispatcher, tracker, domain):\n"
+        "        dispatcher.utter_message(text=threading.current_thread().name)\n"
+        "        return []\n",
+        encoding="utf-8",
+    )
+    code = import_actions("xx", source)
+    assert code.names == {"action_blocking", "action_awaiting"}
+    tracker = {"sender_id": "s", "slots": {}, "latest_message": {}, "events": [], "active_loop": {}}
+    ran_in = {}
+    for name in code.names:
+        result = await code.executor.run({"next_action": name, "tracker": tracker, "domain": {}})
+        ran_in[name] = result["responses"][0]["text"]
+    assert ran_in["action_awaiting"] == threading.current_thread().name
+    assert ran_in["action_blocking"] != threading.current_thread().name

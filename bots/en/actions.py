@@ -103,6 +103,10 @@ def _at(day: datetime, since_midnight: timedelta, zone: ZoneInfo) -> datetime:
     return naive.replace(tzinfo=zone)
 
 
+# Read once per import: the gateway imports the actions again with every new model.
+RESTAURANT = Restaurant()
+
+
 def caller_zone(tracker: Tracker) -> Optional[ZoneInfo]:
     """The caller's time zone from the request metadata, when it names a known zone."""
     metadata = (tracker.latest_message or {}).get("metadata") or {}
@@ -124,10 +128,11 @@ class ActionOpeningStatus(Action):
     def name(self) -> Text:
         return "action_opening_status"
 
-    def run(
+    async def run(
         self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: DomainDict
     ) -> List[Dict[Text, Any]]:
-        restaurant = Restaurant()
+        # Pure computation on data read at import: async, so it runs on the turn's loop without a thread.
+        restaurant = RESTAURANT
         now = self.clock()
         is_open, change = restaurant.status(now)
         local_now = now.astimezone(restaurant.zone)

@@ -97,6 +97,7 @@ class BotActions:
             self._preloaded = import_actions(bot.lang, self.source)
         elif action.url:
             self.mode = "http"
+            self.action_endpoint()  # a cafile that cannot be read stops start-up, naming it
         else:
             raise ConfigError(
                 f"{self.where}: action_endpoint needs `url` (action server) or `actions_module` (in process)"
