@@ -136,7 +136,7 @@ ACTION_DURATION = Histogram(
     "gateway_action_duration_seconds",
     "Custom action latency by language, action and mode (in_process, http), failures included.",
     ["lang", "action", "mode"],
-    buckets=(0.0005, 0.001, 0.0025, *_LATENCY_BUCKETS),
+    buckets=(0.0001, 0.00025, 0.0005, 0.001, 0.0025, *_LATENCY_BUCKETS),
     registry=REGISTRY,
 )
 

@@ -41,7 +41,14 @@ def action_server() -> Iterator[ActionServer]:
 def gateway_with_server(
     models_dir: Path, action_server: ActionServer, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[GatewayProcess]:
-    config = tmp_path_factory.mktemp("config") / "gateway.yml"
+    env = server_env(models_dir, action_server, tmp_path_factory.mktemp("config"))
+    with GatewayProcess.start(free_port(), env) as gw:
+        yield gw
+
+
+def server_env(models_dir: Path, action_server: ActionServer, folder: Path) -> dict[str, str]:
+    """A gateway environment whose English bot calls `action_server` (a config file, ${ENV} expanded)."""
+    config = folder / "gateway.yml"
     config.write_text(
         "bots:\n"
         "  languages:\n"
@@ -51,15 +58,13 @@ def gateway_with_server(
         '        action_endpoint: {url: "${TEST_EN_ACTIONS_URL}"}\n',
         encoding="utf-8",
     )
-    env = {
+    return {
         "GATEWAY_CONFIG": str(config),
         "TEST_EN_ACTIONS_URL": action_server.url,
         "GATEWAY_BOTS_MODELS_DIR": str(models_dir),
         "GATEWAY_BOTS_TRAIN_MISSING": "false",
         "GATEWAY_MONITOR_INTERVAL_SECONDS": "0",
     }
-    with GatewayProcess.start(free_port(), env) as gw:
-        yield gw
 
 
 async def say(http: aiohttp.ClientSession, gw: GatewayProcess, text: str, session: str) -> list[str]:
@@ -200,3 +205,17 @@ async def test_an_action_server_answering_garbage(
 
     async with aiohttp.ClientSession() as http:
         await fails_then_recovers(http, gateway_with_server, f"garbage-{uuid.uuid4().hex}", reason, garbage)
+
+
+async def test_turns_on_the_inference_thread_call_the_server_on_the_shared_client(
+    models_dir: Path, action_server: ActionServer, tmp_path: Path
+) -> None:
+    # The client belongs to the server's loop; a turn on the inference thread hands its call over.
+    env = {**server_env(models_dir, action_server, tmp_path), "GATEWAY_SERVER_INFERENCE": "thread"}
+    with GatewayProcess.start(free_port(), env) as gw:
+        async with aiohttp.ClientSession() as http:
+            before = await scrape(http, gw.url)
+            assert is_opening_status(await say(http, gw, "are you open right now?", f"t-{uuid.uuid4().hex}"))
+            after = await scrape(http, gw.url)
+    count = "gateway_action_duration_seconds_count"
+    assert after.delta(before, count, lang="en", action="action_opening_status", mode="http") == 1
