@@ -62,6 +62,11 @@ def _parser() -> argparse.ArgumentParser:
         help="extra GATEWAY_* setting for the gateway runs, e.g. GATEWAY_SERVER_RUNNING_TURNS=2 (repeatable)",
     )
     parser.add_argument("--quick", action="store_true", help="smoke run: levels 1,8, 1 s warm-up + 3 s each")
+    parser.add_argument(
+        "--actions",
+        action="store_true",
+        help="instead: a custom action in process vs on an action server (bench/actions.py; its own options)",
+    )
     parser.add_argument("--out", type=Path, default=OUT)
     return parser
 
@@ -240,6 +245,10 @@ def run_system(
 
 def main() -> int:
     """Entry point of `python -m bench`."""
+    if "--actions" in sys.argv[1:]:
+        from bench import actions
+
+        return actions.main([arg for arg in sys.argv[1:] if arg != "--actions"])
     args = _parser().parse_args()
     if args.quick:
         args.duration, args.warmup, args.concurrency = 3.0, 1.0, "1,8"

@@ -10,6 +10,7 @@ from pathlib import Path
 from aiohttp import web
 
 from gateway import appkeys
+from gateway.agents.custom_actions import ActionClient, BotActions
 from gateway.agents.inference import InferenceThread
 from gateway.agents.model_updates import model_updates
 from gateway.agents.monitor import Monitor
@@ -95,9 +96,15 @@ def create_app(settings: Settings, resolve_models: ModelResolver = newest_local_
         {lang: bot.locales for lang, bot in settings.bots.items()}, settings.default_bot
     )
     app[appkeys.BACKGROUND] = set()
+    # Reads every bot's endpoints.yml and imports in-process action code: errors stop start-up here.
+    app[appkeys.ACTION_CLIENT] = ActionClient()
+    app[appkeys.BOT_ACTIONS] = {
+        lang: BotActions(bot, app[appkeys.ACTION_CLIENT]) for lang, bot in settings.bots.items()
+    }
     # First: a bad google.jwks_file stops start-up before any model is loaded.
     app.cleanup_ctx.append(google_auth.google_verification)
     app.cleanup_ctx.append(_redis)
+    app.cleanup_ctx.append(_action_client)
     app.cleanup_ctx.append(_agent_pool)
     app.cleanup_ctx.append(event_brokers)  # closes after the background turns stored their events
     app.cleanup_ctx.append(_background_turns)
@@ -124,6 +131,11 @@ async def _redis(app: web.Application) -> AsyncIterator[None]:
         yield
 
 
+async def _action_client(app: web.Application) -> AsyncIterator[None]:
+    async with app[appkeys.ACTION_CLIENT]:
+        yield
+
+
 async def _agent_pool(app: web.Application) -> AsyncIterator[None]:
     settings = app[appkeys.SETTINGS]
     client = app[appkeys.REDIS]
@@ -139,6 +151,7 @@ async def _agent_pool(app: web.Application) -> AsyncIterator[None]:
         running_turns=settings.server.running_turns,
         inference=inference,
         graph_runner=settings.server.graph_runner,
+        actions=app[appkeys.BOT_ACTIONS],
     )
     yield
     if inference is not None:

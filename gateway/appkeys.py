@@ -6,6 +6,7 @@ import asyncio
 
 from aiohttp import web
 
+from gateway.agents.custom_actions import ActionClient, BotActions
 from gateway.agents.monitor import Monitor
 from gateway.agents.pool import AgentPool
 from gateway.agents.swapper import Swapper
@@ -38,3 +39,6 @@ EVENTS = web.AppKey("events", EventBus)
 SWAPPER = web.AppKey("swapper", Swapper)
 # Per language, the event broker publisher of its stored events (gateway/brokers/).
 EVENT_PUBLISHERS = web.AppKey("event_publishers", Publishers)
+# Custom actions per language (bots/<lang>/endpoints.yml) and the HTTP client action servers are called on.
+ACTION_CLIENT = web.AppKey("action_client", ActionClient)
+BOT_ACTIONS: web.AppKey[dict[str, BotActions]] = web.AppKey("bot_actions")

@@ -11,6 +11,10 @@ class ConfigError(GatewayError):
     """A setting is missing or invalid; the message names the key, the value and what is allowed."""
 
 
+class ActionModuleError(ConfigError):
+    """A bot's custom action code cannot be imported or registered; the message names the file and line."""
+
+
 class BadRequest(GatewayError):
     """A client sent something we cannot answer; becomes a 4xx with this message as the reason."""
 
@@ -64,6 +68,10 @@ class ModelRefusedBefore(ModelRejected):
 
 class ModelProbeFailed(ModelError):
     """A freshly loaded model failed its warm-up probe turn, so it was not swapped in."""
+
+
+class ActionFailed(GatewayError):
+    """A custom action could not run (server down, timeout, bad answer...); the turn is dropped whole."""
 
 
 class StorageError(GatewayError):

@@ -184,6 +184,20 @@ EVENT_BROKER_QUEUED = Gauge(
     registry=REGISTRY,
     multiprocess_mode="livesum",  # each worker has its own queue: the backlog is their sum
 )
+ACTION_ERRORS = Counter(
+    "gateway_action_errors",
+    "Custom actions that could not run, by language, action and reason (unreachable, timeout, "
+    "bad_response, unknown_action, error, status_<code>).",
+    ["lang", "action", "reason"],
+    registry=REGISTRY,
+)
+ACTION_DURATION = Histogram(
+    "gateway_action_duration_seconds",
+    "Custom action latency by language, action and mode (in_process, http), failures included.",
+    ["lang", "action", "mode"],
+    buckets=(0.0001, 0.00025, 0.0005, 0.001, 0.0025, *_LATENCY_BUCKETS),
+    registry=REGISTRY,
+)
 
 # Unknown locales beyond this many distinct values share one label, keeping cardinality bounded.
 MAX_LOCALE_LABELS = 50

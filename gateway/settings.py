@@ -6,7 +6,7 @@ import dataclasses
 import logging
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -53,6 +53,10 @@ class BotSettings:
     prompts: Prompts
     # Overrides the `event_broker:` entry of bots/<lang>/endpoints.yml (same shape; {} = no broker).
     event_broker: Mapping[str, Any] | None = field(default=None, hash=False)
+    # Custom actions (gateway/agents/custom_actions.py): the longest one action may take, and the
+    # endpoints.yml keys that replace the bot's own (gateway/agents/endpoints.py).
+    action_timeout_seconds: float = 5.0
+    endpoints: Mapping[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -490,6 +494,8 @@ def _build(raw: Mapping[str, Any], base: Path) -> Settings:
                 no_input=p.str_("no_input"),
             ),
             event_broker=_event_broker(r),
+            action_timeout_seconds=r.float_("action_timeout_seconds", 5.0, 0.01, 120.0),
+            endpoints=dict(r.section("endpoints").raw),
         )
         if len(bots[lang].prompts.cancel) > MAX_CANCEL_CHARS:
             raise p.fail("cancel", bots[lang].prompts.cancel, f"at most {MAX_CANCEL_CHARS} characters")
@@ -513,6 +519,9 @@ def _build(raw: Mapping[str, Any], base: Path) -> Settings:
         graph_runner=s.choice("graph_runner", "sequential", ("sequential", "dask")),
         **_management_listener(s),
     )
+    for lang, bot in bots.items():  # an action runs inside the turn's deadline, never past it
+        if bot.action_timeout_seconds > server.deadline_seconds:
+            bots[lang] = replace(bot, action_timeout_seconds=server.deadline_seconds)
     rd = top.section("redis")
     redis_url = rd.str_("url", optional=True)
     if redis_url is not None and not redis_url.startswith(("redis://", "rediss://", "unix://")):

@@ -137,7 +137,7 @@ async def test_conversation_per_language_is_kept_in_redis(
     redis = aioredis.Redis.from_url(redis_server.url)
     try:
         blob = await redis.get(
-            f"gateway:production:{lang}:tracker:dialogflow_cx:{lang}:{AGENT_PATH}/sessions/{session}"
+            f"gateway:production:{lang}:{{dialogflow_cx:{lang}:{AGENT_PATH}/sessions/{session}}}:tracker"
         )
     finally:
         await redis.close(close_connection_pool=True)

@@ -95,7 +95,7 @@ async def test_conversation_per_language_with_verification_on(
     assert done["fulfillmentText"] in [t.replace("{people}", "4") for t in responses(lang, "utter_booked")]
     redis = aioredis.Redis.from_url(redis_server.url)
     try:
-        blob = await redis.get(f"gateway:production:{lang}:tracker:dialogflow_es:{lang}:{session}")
+        blob = await redis.get(f"gateway:production:{lang}:{{dialogflow_es:{lang}:{session}}}:tracker")
     finally:
         await redis.close(close_connection_pool=True)
     users = [e for e in orjson.loads(blob)["events"] if e["event"] == "user"]

@@ -91,7 +91,7 @@ async def test_conversation_per_language_is_kept_in_redis(
     assert status == 200 and texts(second)[0] in booked(lang, "4")
     redis = aioredis.Redis.from_url(redis_server.url)
     try:
-        blob = await redis.get(f"gateway:production:{lang}:tracker:rest:{lang}:{sender}")
+        blob = await redis.get(f"gateway:production:{lang}:{{rest:{lang}:{sender}}}:tracker")
     finally:
         await redis.close(close_connection_pool=True)
     assert blob is not None

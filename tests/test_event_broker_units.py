@@ -22,7 +22,7 @@ from gateway.brokers.sinks import open_sink
 from gateway.errors import ConfigError, TrackerStoreUnavailable
 from gateway.settings import Settings, load_settings
 from gateway.storage.event_log import decode
-from gateway.storage.redis_client import make_client
+from gateway.storage.redis_client import conversation_key, make_client
 from gateway.storage.redis_locks import RedisLocks
 from gateway.storage.trackers import tracker_stores_for
 from gateway.storage.turn_buffer import TurnBuffer
@@ -93,7 +93,7 @@ async def test_a_turn_that_lost_its_lock_publishes_nothing(plain: aioredis.Redis
         async with locks.hold(f"en:{sender}"):
             await store.get_or_create_tracker(sender)
             # As if the lease ran out and another process took the conversation.
-            await plain.set(f"gateway:production:en:lock:{sender}", "next-holder")
+            await plain.set(conversation_key(settings, "en", "lock", sender), "next-holder")
     assert sink.got == []
     assert await plain.get(store.key(sender)) is None
 

@@ -102,7 +102,7 @@ async def stored_turns(redis_url: str, session: str, said: list[str], timeout: f
     until = loop.time() + timeout
     try:
         while True:
-            blob = await redis.get(f"gateway:production:en:tracker:en:{session}")
+            blob = await redis.get(f"gateway:production:en:{{en:{session}}}:tracker")
             events = orjson.loads(blob)["events"] if blob else []
             users = [e["text"] for e in events if e["event"] == "user"]
             if users == said:
@@ -136,6 +136,32 @@ async def test_turns_alternating_between_processes_keep_the_slot(
     events = await stored_events(shared_redis.url, lang, session)
     assert [e["text"] for e in events if e["event"] == "user"] == [BOOK[lang], "4"]
     assert_stored_once_in_order(events)
+
+
+FIFTY = {"en": "fifty", "pl": "pięćdziesiąt", "de": "fünfzig"}
+
+
+@pytest.mark.parametrize("lang", ["en", "pl", "de"])
+async def test_custom_actions_alternating_between_processes_keep_consistent_slots(
+    pair: tuple[GatewayProcess, GatewayProcess], shared_redis: RedisServer, lang: str
+) -> None:
+    # Each process runs the bot's validation action in process; the slot it sets is the conversation's.
+    a, b = pair
+    session = f"alt-actions-{uuid.uuid4().hex}"
+    ask = responses(lang, "utter_ask_people")
+    async with aiohttp.ClientSession(timeout=CLIENT_TIMEOUT) as http:
+        turns = [(a, BOOK[lang]), (b, "0"), (a, FIFTY[lang]), (b, "4")]
+        heard = [await say(http, gw, text, session, lang) for gw, text in turns]
+    too_few = [t.replace("{low}", "1") for t in responses(lang, "utter_people_too_few")]
+    too_many = [t.replace("{high}", "20") for t in responses(lang, "utter_people_too_many")]
+    assert [status for status, _ in heard] == [200] * 4
+    assert heard[0][1] in ask and heard[1][1] in too_few and heard[2][1] in too_many
+    assert heard[3][1] in booked(lang, "4")
+    events = await stored_events(shared_redis.url, lang, session)
+    assert_stored_once_in_order(events)
+    people = [e["value"] for e in events if e["event"] == "slot" and e["name"] == "people"]
+    # Extraction sets each value, validation clears a rejected one and confirms "4".
+    assert people == ["0", None, FIFTY[lang], None, "4", "4"]
 
 
 async def test_200_concurrent_conversations_over_two_processes(

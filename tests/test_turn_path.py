@@ -160,7 +160,8 @@ async def test_a_turn_gives_the_loop_back_between_its_stages(model_paths: dict[s
     agent = load_agent_blocking(model_paths["en"], InMemoryTrackerStore("en"))
     model = LoadedModel(agent, model_paths["en"].name, model_paths["en"], None, 0.0, 0.0)
     plain_agent = load_agent_blocking(model_paths["en"], InMemoryTrackerStore("en"))
-    plain_agent.processor.__class__ = type(plain_agent.processor).__mro__[1]  # Rasa's own MessageProcessor
+    # Yielding(Guarded(MessageProcessor)): the action guard (gateway/agents/action_guard.py) sits under it.
+    plain_agent.processor.__class__ = type(plain_agent.processor).__mro__[2]  # Rasa's own MessageProcessor
     plain = LoadedModel(plain_agent, model.name, model.path, None, 0.0, 0.0)
 
     async def passes_during(turn: Coroutine[Any, Any, Any]) -> tuple[int, Any]:
@@ -195,4 +196,8 @@ async def test_a_turn_gives_the_loop_back_between_its_stages(model_paths: dict[s
     probe_yields, probed = await passes_during(dialogue.probe(model, "hello"))
     assert probe_yields >= 3 and probed[0]["utter_action"] == "utter_greet"
     stages.yield_between_stages(agent.processor)  # idempotent
-    assert type(agent.processor).__mro__[1].__name__ == "MessageProcessor"
+    assert [cls.__name__ for cls in type(agent.processor).__mro__[:3]] == [
+        "YieldingGuardedMessageProcessor",
+        "GuardedMessageProcessor",
+        "MessageProcessor",
+    ]

@@ -16,6 +16,8 @@ if TYPE_CHECKING:
     from rasa.core.agent import Agent
     from rasa.core.tracker_store import TrackerStore
 
+    from gateway.agents.custom_actions import BotActions
+
 logger = logging.getLogger(__name__)
 
 
@@ -54,16 +56,22 @@ def summary(model: LoadedModel) -> ModelSummary:
     return ModelSummary(model.name, model.sha256, model.loaded_at)
 
 
-def load_agent_blocking(path: Path, tracker_store: TrackerStore, graph_runner: str = "sequential") -> Agent:
+def load_agent_blocking(
+    path: Path,
+    tracker_store: TrackerStore,
+    graph_runner: str = "sequential",
+    actions: BotActions | None = None,
+) -> Agent:
     """Load `path` into a new Agent whose processor uses `tracker_store` directly.
 
     Rasa wraps tracker stores in FailSafeTrackerStore, which swallows errors and silently starts
     a fresh in-memory conversation; we unwrap it so an outage surfaces as TrackerStoreUnavailable.
     `graph_runner` "sequential" runs the model's graph without dask (graph_runner.py); "dask" keeps Rasa's.
+    `actions` gives the model its custom-action endpoint and NLG endpoint (the bot's endpoints.yml).
     """
     from rasa.core.agent import Agent
 
-    from gateway.agents import speedups, stages, trusted_types
+    from gateway.agents import action_guard, speedups, stages, trusted_types
 
     speedups.install()
     trusted_types.install()
@@ -72,8 +80,13 @@ def load_agent_blocking(path: Path, tracker_store: TrackerStore, graph_runner: s
     # A shallow copy shares the conversations but holds this model's domain, so loading a new model
     # never changes the domain (slots) under the model that is still answering.
     tracker_store = copy.copy(tracker_store)
+    # Before the model: action code that fails to import refuses the model, naming its file and line.
+    action_endpoint = actions.action_endpoint() if actions is not None else None
+    generator = actions.nlg if actions is not None else None
     try:
-        agent = Agent.load(str(path), tracker_store=tracker_store)
+        agent = Agent.load(
+            str(path), tracker_store=tracker_store, action_endpoint=action_endpoint, generator=generator
+        )
     except Exception as exc:  # rasa/tarfile/pickle raise many types; all mean "unusable model"
         # The name and type only: Rasa's messages carry temporary paths, and this text reaches /readyz.
         logger.warning("model %s failed to load: %s: %s", path.name, type(exc).__name__, exc)
@@ -83,6 +96,7 @@ def load_agent_blocking(path: Path, tracker_store: TrackerStore, graph_runner: s
     tracker_store.domain = agent.domain
     agent.tracker_store = tracker_store
     agent.processor.tracker_store = tracker_store
+    action_guard.guard(agent.processor)  # before stages: the yielding class wraps the guarded one
     stages.yield_between_stages(agent.processor)
     if graph_runner == "sequential":
         from gateway.agents.graph_runner import SequentialGraphRunner
@@ -92,12 +106,16 @@ def load_agent_blocking(path: Path, tracker_store: TrackerStore, graph_runner: s
 
 
 async def load_model(
-    path: Path, tracker_store: TrackerStore, sha256: str | None = None, graph_runner: str = "sequential"
+    path: Path,
+    tracker_store: TrackerStore,
+    sha256: str | None = None,
+    graph_runner: str = "sequential",
+    actions: BotActions | None = None,
 ) -> LoadedModel:
     """Load an agent off the event loop and time it."""
     started = time.perf_counter()
     loop = asyncio.get_running_loop()
-    agent = await loop.run_in_executor(None, load_agent_blocking, path, tracker_store, graph_runner)
+    agent = await loop.run_in_executor(None, load_agent_blocking, path, tracker_store, graph_runner, actions)
     seconds = time.perf_counter() - started
     logger.info("loaded model %s in %.1fs", path.name, seconds)
     return LoadedModel(agent, path.name, path, sha256, time.time(), seconds)

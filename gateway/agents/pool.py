@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from gateway import metrics
 from gateway.agents import dialogue
 from gateway.agents.archive import verify_archive
+from gateway.agents.custom_actions import ActionClient, BotActions
 from gateway.agents.inference import InferenceThread, OwnerLoopTrackerStore
 from gateway.agents.loader import LoadedModel, ModelSummary, load_model, summary
 from gateway.agents.signing import Verifier
@@ -51,6 +52,7 @@ class Bot:
         self.since = time.time()
         self.last_error: str | None = None
         self.last_probe: ProbeResult | None = None  # set by the health monitor and /bots/{lang}/ping
+        self.actions: BotActions | None = None  # custom actions and NLG from the bot's endpoints.yml
 
     @property
     def ready(self) -> bool:
@@ -97,8 +99,14 @@ class AgentPool:
         running_turns: int = 0,
         inference: InferenceThread | None = None,
         graph_runner: str = "sequential",
+        actions: Mapping[str, BotActions] | None = None,
     ) -> None:
         self.bots = {lang: Bot(cfg, tracker_stores[lang]) for lang, cfg in bots.items()}
+        if actions is None:  # each bot's own endpoints.yml; action servers need a started ActionClient
+            client = ActionClient()
+            actions = {lang: BotActions(cfg, client) for lang, cfg in bots.items()}
+        for lang, bot in self.bots.items():
+            bot.actions = actions.get(lang)
         # `is None`, not `or`: an idle lock set has length 0 and is falsy.
         self.locks: ConversationLocks = locks if locks is not None else InMemoryLocks()
         self.verifier = verifier  # the keys models must be signed with (none: unsigned models load)
@@ -142,12 +150,13 @@ class AgentPool:
             digest = await loop.run_in_executor(
                 None, verify_archive, path, sha256, self.verifier, signature, lang
             )
-            model = await load_model(path, bot.tracker_store, digest, self.graph_runner)
+            model = await load_model(path, bot.tracker_store, digest, self.graph_runner, bot.actions)
             if self.inference is not None and model.agent.processor is not None:
                 # Tracker-store calls go back to the loop that owns the Redis connections.
                 model.agent.processor.tracker_store = OwnerLoopTrackerStore(
                     model.agent.processor.tracker_store, loop
                 )
+            await self._check_actions(bot, model)
             try:
                 reply = await self._run(dialogue.probe(model, bot.settings.probe))
             except Exception as exc:  # whatever a fresh model's first turn raises, it cannot serve
@@ -192,6 +201,15 @@ class AgentPool:
                 raise result  # cancellation and friends must propagate
             out[lang] = result if isinstance(result, BaseException) else None
         return out
+
+    async def _check_actions(self, bot: Bot, model: LoadedModel) -> None:
+        """Refuse a model whose domain names custom actions this bot cannot run (part of the warm-up)."""
+        processor = model.agent.processor
+        if bot.actions is None or processor is None or model.agent.domain is None:
+            return
+        reason = await bot.actions.cannot_run(processor.action_endpoint, model.agent.domain)
+        if reason is not None:
+            raise ModelProbeFailed(f"model {model.name} failed its warm-up: {reason}")
 
     def mark_failed(self, lang: str, error: str) -> None:
         """Record that `lang` could not get a model at all (e.g. none trained)."""

@@ -1,8 +1,7 @@
-"""Which event broker each bot publishes to: `bots.languages.<lang>.event_broker`, else its endpoints.yml.
+"""Which event broker each bot publishes to: `bots.languages.<lang>.event_broker`, else its endpoints.
 
-Rasa's own reader parses `bots/<lang>/endpoints.yml` (`${ENV}` interpolation included), exactly as
-`rasa run --endpoints` would. `broker_endpoint` is the one place that decides, so a shared endpoints.yml
-reader can take over the file part later without touching the publishers.
+The endpoints are read like every other endpoint (gateway/agents/endpoints.py: Rasa's own reader of
+`bots/<lang>/endpoints.yml`, `${ENV}` included, under `bots.languages.<lang>.endpoints` overrides).
 """
 
 from __future__ import annotations
@@ -10,7 +9,6 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass
-from pathlib import Path
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
@@ -19,8 +17,6 @@ from gateway.settings import BotSettings
 
 if TYPE_CHECKING:
     from rasa.utils.endpoints import EndpointConfig
-
-ENDPOINTS_FILE = "endpoints.yml"
 
 
 @dataclass(frozen=True)
@@ -63,23 +59,20 @@ def broker_endpoint(bot: BotSettings) -> BrokerEndpoint | None:
             return BrokerEndpoint(EndpointConfig.from_dict(dict(bot.event_broker)), source)
         except TypeError as exc:
             raise ConfigError(f"invalid setting {source}: {exc}") from exc
-    path = bot.project_dir / ENDPOINTS_FILE
-    config = _from_endpoints_file(path)
-    return BrokerEndpoint(config, str(path)) if config is not None else None
+    # Otherwise the bot's endpoints as every other endpoint is read (gateway/agents/endpoints.py):
+    # endpoints.yml, overridden by bots.languages.<lang>.endpoints.event_broker.
+    from gateway.agents.endpoints import ENDPOINTS_FILE, bot_endpoints
 
-
-def _from_endpoints_file(path: Path) -> EndpointConfig | None:
-    # Rasa falls back to ./endpoints.yml for a missing file: only hand it files that exist.
-    if not path.is_file():
+    config: EndpointConfig | None = bot_endpoints(bot).event_broker
+    if config is None:
         return None
-    from rasa.core.utils import read_endpoints_from_path
-
-    try:
-        endpoints = read_endpoints_from_path(path)
-    except Exception as exc:  # Rasa raises several types (YAML, missing ${ENV}, bad keys): all a bad file
-        raise ConfigError(f"{path}: cannot read its event_broker entry: {type(exc).__name__}: {exc}") from exc
-    config: EndpointConfig | None = endpoints.event_broker
-    return config
+    overridden = "event_broker" in bot.endpoints
+    source = (
+        f"bots.languages.{bot.lang}.endpoints.event_broker"
+        if overridden
+        else str(bot.project_dir / ENDPOINTS_FILE)
+    )
+    return BrokerEndpoint(config, source)
 
 
 def broker_endpoints(bots: Mapping[str, BotSettings]) -> dict[str, BrokerEndpoint]:

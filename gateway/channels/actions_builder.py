@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 
 from gateway.channels import fields, rich
+from gateway.channels.context import google_context
 from gateway.channels.protocol import JSON, Reply, Turn, TurnKind
 from gateway.errors import BadRequest
 
@@ -74,6 +75,7 @@ class ActionsBuilderCodec:
             session_params=params,
             final=name == "actions.intent.NO_INPUT_FINAL",
             echo={"scene": scene},
+            context=google_context(self.channel, locale, user, fields.obj(body, "device", "device"), {}),
         )
 
     def encode(self, turn: Turn, reply: Reply) -> JSON:

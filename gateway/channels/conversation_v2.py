@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from gateway.channels import fields, rich
+from gateway.channels.context import google_context
 from gateway.channels.protocol import JSON, Reply, Turn, TurnKind
 from gateway.errors import BadRequest
 from gateway.settings import MAX_CANCEL_CHARS
@@ -53,6 +54,12 @@ def read_input(app_request: JSON, where: str) -> LegacyInput:
     return LegacyInput(kind, intent, text)
 
 
+def request_context(channel: str, locale: str, app_request: JSON, where: str) -> JSON:
+    """The caller's context (gateway/channels/context.py) from an AppRequest's user, device and surface."""
+    user, device, surface = (fields.obj(app_request, k, f"{where}{k}") for k in ("user", "device", "surface"))
+    return google_context(channel, locale, user, device, surface, where)
+
+
 def _flag(arg: JSON | None, at: str) -> bool:
     """A boolean argument (boolValue true, or textValue "1"/"true" as older requests carry it)."""
     if arg is None:
@@ -96,14 +103,16 @@ class ConversationV2Codec:
         if wanted.kind is TurnKind.HEALTH_CHECK:
             return Turn(TurnKind.HEALTH_CHECK, "", user_locale or None, intent=wanted.intent)
         conversation_id = fields.string(conversation, "conversationId", "conversation.conversationId")
+        locale = fields.locale((user_locale, "user.locale"))
         return Turn(
             kind=wanted.kind,
             session_id=fields.session_id(conversation_id, "conversation.conversationId"),
-            locale=fields.locale((user_locale, "user.locale")),
+            locale=locale,
             text=wanted.text,
             intent=wanted.intent,
             final=wanted.final,
             echo={"conversationToken": token},
+            context=request_context(self.channel, locale, body, ""),
         )
 
     def encode(self, turn: Turn, reply: Reply) -> JSON:

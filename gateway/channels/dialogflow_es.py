@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from gateway.channels import fields, rich
-from gateway.channels.conversation_v2 import read_input
+from gateway.channels.conversation_v2 import read_input, request_context
 from gateway.channels.protocol import JSON, Reply, Turn, TurnKind
 from gateway.settings import MAX_CANCEL_CHARS
 
@@ -52,15 +52,17 @@ class DialogflowCodec:
         if query == WELCOME_QUERY:
             kind = TurnKind.WELCOME
         session = fields.session_id(fields.string(body, "session", "session"), "session")
+        locale = fields.locale(
+            (language, "queryResult.languageCode"), (user_locale, _PAYLOAD + "user.locale")
+        )
         return Turn(
             kind=kind,
             session_id=session,
-            locale=fields.locale(
-                (language, "queryResult.languageCode"), (user_locale, _PAYLOAD + "user.locale")
-            ),
+            locale=locale,
             text=text,
             intent=intent,
             final=final,
+            context=request_context(self.channel, locale, payload, _PAYLOAD),
         )
 
     def encode(self, turn: Turn, reply: Reply) -> JSON:

@@ -33,6 +33,9 @@ class Turn:
     final: bool = False
     # Shape-specific fields the encoder needs to echo back (conversation token, scene...).
     echo: JSON = field(default_factory=dict)
+    # What the request says about the caller (locale, time zone, capabilities...): the bot's
+    # UserMessage.metadata, see gateway/channels/context.py.
+    context: JSON = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

@@ -18,7 +18,7 @@ from gateway.channels import rich
 from gateway.channels.channel import Channel
 from gateway.channels.protocol import JSON, Reply, Turn, TurnKind
 from gateway.channels.registry import enabled_channels
-from gateway.errors import BadRequest, BotNotReady, Refused, StorageError
+from gateway.errors import ActionFailed, BadRequest, BotNotReady, Refused, StorageError
 from gateway.routing import access, surface
 from gateway.routing.body import parse_json, read_bytes
 
@@ -143,7 +143,8 @@ async def answer(
     remaining = settings.server.deadline_seconds - (now - (now if started is None else started))
     sender = sender_id(bot.lang, turn.session_id, namespace)
     pool = app[appkeys.POOL]
-    task = asyncio.create_task(pool.respond(bot.lang, sender, text, {"intent": turn.intent}, input_channel))
+    metadata = {"intent": turn.intent, **turn.context}  # tracker.latest_message["metadata"] in actions
+    task = asyncio.create_task(pool.respond(bot.lang, sender, text, metadata, input_channel))
     try:
         # shield: the deadline cancels our wait, never the turn itself.
         messages = await asyncio.wait_for(asyncio.shield(task), max(remaining, 0.0))
@@ -157,6 +158,10 @@ async def answer(
         raise
     except BotNotReady:
         metrics.UNAVAILABLE.labels(bot.lang, "not_ready").inc()
+        return Reply([{"text": prompts.unavailable}])
+    except ActionFailed as exc:  # the turn was dropped whole (gateway/agents/action_guard.py)
+        metrics.UNAVAILABLE.labels(bot.lang, "action").inc()
+        logger.warning("bot %s: %s", bot.lang, exc)
         return Reply([{"text": prompts.unavailable}])
     except StorageError as exc:
         metrics.UNAVAILABLE.labels(bot.lang, "storage").inc()
