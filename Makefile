@@ -22,7 +22,7 @@ $(STAMP): requirements.lock pyproject.toml scripts/find-python310
 	@touch $(STAMP)
 
 run: setup
-	$(PY) -m gateway serve $(ARGS)
+	$(PY) -m gateway serve --local-console $(ARGS)
 
 train: setup
 	$(PY) -m gateway train all

@@ -46,12 +46,17 @@ def error_response(status: int, reason: str) -> web.Response:
 
 async def google_webhook(request: web.Request) -> web.Response:
     """POST /webhook/google (alias /google_action)."""
-    app = request.app
-    settings = app[appkeys.SETTINGS]
     started = asyncio.get_running_loop().time()
     refused = await google_auth.refusal(request)  # before the body is read: strangers get nothing parsed
     if refused is not None:
         return refused
+    return await webhook_turn(request, started)
+
+
+async def webhook_turn(request: web.Request, started: float) -> web.Response:
+    """One webhook exchange once the caller is trusted (Google, or the console's simulator)."""
+    app = request.app
+    settings = app[appkeys.SETTINGS]
     note = access.webhook_exchange(request)
     try:
         body = await read_json(request, settings.server.max_body_bytes, settings.server.read_timeout_seconds)

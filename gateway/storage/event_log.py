@@ -19,6 +19,7 @@ from rasa.shared.core.trackers import DialogueStateTracker
 from rasa.shared.exceptions import RasaException
 
 from gateway import metrics
+from gateway.storage.conversations import MAX_LISTED, ConversationSummary, newest_first, summarize
 
 logger = logging.getLogger(__name__)
 
@@ -116,6 +117,10 @@ class EventLogTrackerStore(TrackerStore, metaclass=abc.ABCMeta):
     async def _senders(self) -> list[str]:
         """Every stored conversation id."""
 
+    @abc.abstractmethod
+    async def _delete(self, sender_id: str) -> bool:
+        """Remove `sender_id`'s blob; whether there was one."""
+
     async def _events(self, sender_id: str, operation: str = "retrieve") -> list[EventDict] | None:
         events = await self._decoded(sender_id, operation)
         if operation == "retrieve":
@@ -179,3 +184,23 @@ class EventLogTrackerStore(TrackerStore, metaclass=abc.ABCMeta):
     async def keys(self) -> Iterable[str]:
         """Every stored conversation id."""
         return await self._senders()
+
+    async def events(self, sender_id: str) -> list[EventDict] | None:
+        """Every stored event of `sender_id` as dicts (all sessions), or None: what transcripts show."""
+        return await self._decoded(sender_id, "transcript")
+
+    async def conversations(self, limit: int = MAX_LISTED) -> tuple[list[ConversationSummary], bool]:
+        """Summaries of up to `limit` stored conversations, newest first, and whether more were left out."""
+        senders = await self._senders()
+        truncated = len(senders) > limit
+        summaries = []
+        for sender_id in senders[:limit]:
+            events = await self._decoded(sender_id, "list")
+            if events is not None:  # expired or erased since the scan
+                summaries.append(summarize(sender_id, events))
+        return newest_first(summaries), truncated
+
+    async def erase(self, sender_id: str) -> bool:
+        """Forget `sender_id`'s conversation (erasure on request); whether there was one."""
+        self._read_this_turn.pop(sender_id, None)
+        return await self._delete(sender_id)

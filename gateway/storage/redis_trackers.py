@@ -76,6 +76,14 @@ class RedisTrackerStore(EventLogTrackerStore):
         except REDIS_ERRORS as exc:
             raise self._unavailable("save", sender_id, exc) from exc
 
+    async def _delete(self, sender_id: str) -> bool:
+        # A turn running right now on this conversation writes it again when it ends: erasure applies to
+        # what is stored, and the console deletes conversations that are over.
+        try:
+            return bool(await self.client.delete(self.key(sender_id)))
+        except REDIS_ERRORS as exc:
+            raise self._unavailable("delete", sender_id, exc) from exc
+
     async def _senders(self) -> list[str]:
         # SCAN, not KEYS: it does not stall Redis for other clients while walking a large keyspace
         # (on a cluster, redis-py walks every primary in turn).
