@@ -15,7 +15,7 @@ from playwright.sync_api import Browser, ConsoleMessage, Page, Request, expect, 
 
 from gateway.settings import ROOT
 from tests.console_world import NEW_GREETING, TOKEN, ConsoleWorld, console_world
-from tests.support import responses
+from tests.support import builder_request, responses
 
 SCREENSHOTS = ROOT / "docs" / "console"
 CHROMIUM_ARGS = [
@@ -236,13 +236,22 @@ def test_a_wrong_token_shows_a_readable_error(page: Page) -> None:
     assert page.evaluate("sessionStorage.length") == 0
 
 
-def test_health_shows_bots_swaps_and_a_request_chart(page: Page) -> None:
+def test_health_shows_bots_swaps_and_a_request_chart(page: Page, world: ConsoleWorld) -> None:
     sign_in(page)
-    new_conversation(page, "en-US")
     open_view(page, "health")
     for lang in ("en", "pl", "de"):
         expect(page.locator(f"#health-bots tr[data-lang={lang}] .badge")).to_have_text("ready")
     expect(page.locator("#health-swaps tbody tr").first).to_contain_text("live")
-    # Two samples of /metrics make the first point of the chart.
-    expect(page.locator("#health-legend")).to_contain_text(re.compile(r"en: [0-9.]+ req/s"))
+    expect(page.locator("#health-legend")).to_contain_text(re.compile(r"pl: peak [0-9.]+ req/s"))
+    # Traffic between two samples of /metrics shows as a rate above zero (the legend keeps the peak).
+    for n in range(3):
+        answer = page.request.post(
+            world.management + "/admin/simulate",
+            data=builder_request("cześć", "pl-PL", f"health-{n}"),
+            headers={"Authorization": f"Bearer {TOKEN}"},
+        )
+        assert answer.ok, answer.text()
+    expect(page.locator("#health-legend")).to_contain_text(
+        re.compile(r"pl: peak (?!0\.00)[0-9.]+ req/s, p99 \d+ ms")
+    )
     page.screenshot(path=str(SCREENSHOTS / "health.png"), full_page=True)

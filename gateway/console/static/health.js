@@ -8,7 +8,8 @@ const KEEP = 60;
 const COLORS = ["#1a73e8", "#d93025", "#188038", "#f29900", "#9334e6"];
 let timer = null;
 let previous = null;
-const series = new Map(); // lang -> [{t, rate, p99}]
+const series = new Map(); // lang -> [{rate, p99}]
+let languages = [];
 
 const LINE = /^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{([^}]*)\})?\s+(\S+)/;
 
@@ -53,10 +54,10 @@ async function sample() {
   const snap = snapshot(parseMetrics(await metricsText()));
   if (previous) {
     const dt = Math.max(snap.t - previous.t, 0.001);
-    for (const lang of Object.keys(snap.buckets)) {
+    for (const lang of new Set([...languages, ...Object.keys(snap.buckets)])) {
       const rate = Math.max(0, (snap.requests[lang] || 0) - (previous.requests[lang] || 0)) / dt;
       const points = series.get(lang) || [];
-      points.push({ rate, p99: p99(snap.buckets[lang], previous.buckets[lang]) });
+      points.push({ rate, p99: snap.buckets[lang] ? p99(snap.buckets[lang], previous.buckets[lang]) : null });
       series.set(lang, points.slice(-KEEP));
     }
   }
@@ -105,9 +106,15 @@ function draw() {
       started = true;
     });
     ctx.stroke();
-    const last = points[points.length - 1];
-    legend.push(`${lang}: ${last ? last.rate.toFixed(2) : "0"} req/s, p99 ` +
-      `${last && last.p99 !== null ? `${(last.p99 * 1000).toFixed(0)} ms` : "n/a"}`);
+    ctx.fillStyle = color;
+    points.forEach((p, i) => {
+      ctx.fillRect(x(i + offset) - 2, height - 10 - (p.rate / maxRate) * (height - 20) - 2, 4, 4);
+    });
+    const peak = Math.max(...points.map((p) => p.rate));
+    const latencies = points.map((p) => p.p99).filter((v) => v !== null);
+    const latest = latencies.length ? latencies[latencies.length - 1] : null;
+    legend.push(`${lang}: peak ${peak.toFixed(2)} req/s, p99 ` +
+      `${latest !== null ? `${(latest * 1000).toFixed(0)} ms` : "n/a"}`);
   });
   $("health-legend").textContent =
     `solid: requests/s (max ${maxRate.toFixed(2)}), dashed: p99 (max ${(maxP99 * 1000).toFixed(0)} ms) · ` +
@@ -116,6 +123,7 @@ function draw() {
 
 async function tables() {
   const [{ data: bots }, { data: swaps }] = await Promise.all([api("GET", "/bots"), api("GET", "/admin/swaps")]);
+  languages = bots.bots.map((bot) => bot.lang);
   clear($("health-bots").tBodies[0]).append(...bots.bots.map((bot) => {
     const probe = bot.last_probe || {};
     return el("tr", { "data-lang": bot.lang },
@@ -138,7 +146,8 @@ async function tables() {
 
 async function tick() {
   try {
-    await Promise.all([tables(), sample()]);
+    await tables();
+    await sample();
   } catch (err) {
     showError(err);
   }
