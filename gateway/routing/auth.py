@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hmac
+import ipaddress
 import logging
 from collections.abc import Awaitable, Callable
 
@@ -16,7 +17,6 @@ logger = logging.getLogger(__name__)
 
 MIN_TOKEN_CHARS = 16
 ADMIN_PREFIX = "/admin"
-LOOPBACK = frozenset({"127.0.0.1", "::1"})
 # Embedded `gateway serve --local-console` without admin.token: a random token printed at start,
 # accepted only from this machine (see gateway/console/__init__.py).
 LOCAL_CONSOLE_TOKEN = web.AppKey("local_console_token", str)
@@ -32,7 +32,14 @@ def _expected_token(request: web.Request) -> str | None:
     if token:
         return token
     local = request.app.get(LOCAL_CONSOLE_TOKEN)
-    return local if local is not None and request.remote in LOOPBACK else None
+    return local if local is not None and _loopback(request.remote) else None
+
+
+def _loopback(remote: str | None) -> bool:
+    try:
+        return remote is not None and ipaddress.ip_address(remote).is_loopback
+    except ValueError:  # a unix socket or something else without an IP address
+        return False
 
 
 def require_admin(request: web.Request) -> None:
