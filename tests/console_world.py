@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from gateway.storage.model_store import sha256_file
 from tests.conftest import LANGS, model_cache
 from tests.support import GatewayProcess, RedisServer, free_port, train_variant
 
@@ -33,6 +35,16 @@ def models_with_variant(models: dict[str, Path], folder: Path) -> tuple[Path, st
         shutil.copy2(models[lang], folder / lang / models[lang].name)
     older = "19990101T000000Z-" + v2.name.split("-", 1)[1]
     shutil.copy2(v2, folder / "en" / older)
+    # Test records (`gateway test` verdicts) beside the English models: v2 passed, v1 failed.
+    for name, passed in ((older, True), (models["en"].name, False)):
+        record = {
+            "passed": passed,
+            "sha256": sha256_file(folder / "en" / name),
+            "failures": [] if passed else ["stories: 1 of 9 failed"],
+            "tested_at": "2026-01-01T00:00:00Z",
+        }
+        stem = name.removesuffix(".tar.gz")
+        (folder / "en" / f"{stem}.tests.json").write_text(json.dumps(record), encoding="utf-8")
     return folder, older
 
 

@@ -141,6 +141,15 @@ async def test_the_console_api_needs_the_token_and_lives_on_the_management_liste
                 assert resp.status == 404, bad
 
 
+async def test_models_show_their_test_verdicts(world: ConsoleWorld) -> None:
+    status, listing = await call(world, "GET", "/admin/models")
+    assert status == 200
+    tests = {m["model"]: m["tests"] for m in listing["models"]["en"]["available"]}
+    assert tests[world.v2]["verdict"] == "passed"
+    assert tests[world.v1]["verdict"] == "failed" and "1 of 9" in tests[world.v1]["detail"]
+    assert all(m["tests"] is None for m in listing["models"]["pl"]["available"])  # never tested
+
+
 async def test_activation_reports_its_progress_until_live_and_roll_back(world: ConsoleWorld) -> None:
     activation = asyncio.create_task(call(world, "POST", "/admin/models/en/activate", {"model": world.v2}))
     phases: list[str] = []

@@ -103,7 +103,7 @@ def new_conversation(page: Page, locale: str) -> str:
     """Start a conversation in `locale`; returns its session id (from the raw request shown)."""
     chat = page.locator("#sim-chat")
     expect(page.locator("#view-simulator")).to_be_visible()
-    page.wait_for_function("document.getElementById('sim-chat').dataset.session !== undefined")
+    expect(chat).to_have_attribute("data-session", re.compile(r"^console-"))
     before = chat.get_attribute("data-session")  # the conversation started on entering the view
     page.fill("#sim-locale", locale)
     page.click("#sim-new")
@@ -164,6 +164,8 @@ def test_models_activate_another_model_until_live_then_roll_back(page: Page, wor
     open_view(page, "models")
     en = page.locator("article.lang[data-lang=en]")
     expect(en.locator(f"tr[data-model='{world.v1}'] .badge.live")).to_have_text("answering")
+    expect(en.locator(f"tr[data-model='{world.v1}'] td.tests")).to_have_text("failed")
+    expect(en.locator(f"tr[data-model='{world.v2}'] td.tests")).to_have_text("passed")
     en.locator(f"tr[data-model='{world.v2}'] button", has_text="Activate").click()
     progress = page.locator("#progress-en")
     expect(progress).to_have_text(f"live: {world.v2}")

@@ -103,7 +103,14 @@ async def list_models(request: web.Request) -> web.Response:
         try:
             stored = await store.list_models(lang)
             current = bot.model.name if bot.model else None
-            entry["available"] = [{**info.to_json(), "answering": info.name == current} for info in stored]
+            entry["available"] = [
+                {
+                    **info.to_json(),
+                    "answering": info.name == current,
+                    "tests": await admin_console.test_verdict(store, lang, info),
+                }
+                for info in stored
+            ]
         except StorageError as exc:
             entry["available"], entry["store_error"] = None, str(exc)
         out[lang] = entry

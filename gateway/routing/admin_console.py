@@ -4,17 +4,20 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import orjson
 from aiohttp import web
 
 from gateway import appkeys
 from gateway.agents.pool import Bot
-from gateway.errors import BadRequest
+from gateway.delivery.records import RECORD_SUFFIX
+from gateway.errors import BadRequest, StorageError
+from gateway.model_names import MODEL_SUFFIX
 from gateway.routing import access, webhook
 from gateway.routing.webhook import json_response
 from gateway.storage.conversations import transcript
+from gateway.storage.model_store import ModelInfo, ModelStore
 
 if TYPE_CHECKING:
     from gateway.storage.event_log import EventLogTrackerStore
@@ -36,6 +39,30 @@ def _int_param(request: web.Request, name: str, default: int, low: int, high: in
     if not low <= value <= high:
         raise BadRequest(f"query parameter {name}={value} is out of range {low}..{high}")
     return value
+
+
+async def test_verdict(store: ModelStore, lang: str, info: ModelInfo) -> dict[str, Any] | None:
+    """What `gateway test` recorded beside a stored model: passed, failed (why) or stale; None untested."""
+    try:
+        data = await store.get_companion(lang, info.name.removesuffix(MODEL_SUFFIX) + RECORD_SUFFIX)
+    except StorageError as exc:
+        return {"verdict": "unknown", "detail": str(exc)}
+    if data is None:
+        return None
+    try:
+        record = orjson.loads(data)
+        passed, failures, sha256 = (
+            bool(record["passed"]),
+            list(record.get("failures") or []),
+            record["sha256"],
+        )
+    except (orjson.JSONDecodeError, KeyError, TypeError) as exc:
+        return {"verdict": "unreadable", "detail": f"{type(exc).__name__}: {exc}"}
+    tested_at = record.get("tested_at")
+    if info.sha256 and sha256 != info.sha256:
+        return {"verdict": "stale", "detail": "recorded for other bytes", "tested_at": tested_at}
+    detail = "; ".join(str(f) for f in failures)[:300]
+    return {"verdict": "passed" if passed else "failed", "detail": detail, "tested_at": tested_at}
 
 
 def _store(bot: Bot) -> EventLogTrackerStore:

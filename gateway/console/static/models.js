@@ -22,7 +22,9 @@ function renderLanguage(lang, entry, busy) {
     el("td", { text: size(model.size) }),
     el("td", { text: when(model.modified) }),
     el("td", { text: model.sha256 ? model.sha256.slice(0, 12) : "none" }),
-    el("td", { text: model.verdict || "" }),
+    el("td", { className: `tests ${model.tests ? model.tests.verdict : ""}`,
+      title: model.tests ? model.tests.detail || "" : "",
+      text: model.tests ? model.tests.verdict : "not tested" }),
     el("td", {}, model.model === activeName ? el("span", { className: "badge active", text: "active" }) : null,
       model.answering ? el("span", { className: "badge live", text: "answering" }) : null),
     el("td", {}, model.answering ? null : el("button", {
