@@ -193,12 +193,20 @@ class EventLogTrackerStore(TrackerStore, metaclass=abc.ABCMeta):
         """Summaries of up to `limit` stored conversations, newest first, and whether more were left out."""
         senders = await self._senders()
         truncated = len(senders) > limit
+        senders = senders[:limit]
         summaries = []
-        for sender_id in senders[:limit]:
-            events = await self._decoded(sender_id, "list")
-            if events is not None:  # expired or erased since the scan
-                summaries.append(summarize(sender_id, events))
+        for sender_id, blob in zip(senders, await self._read_many(senders), strict=True):
+            if blob is None:  # expired or erased since the scan
+                continue
+            try:
+                summaries.append(summarize(sender_id, decode(blob)))
+            except CorruptTracker:
+                summaries.append(summarize(sender_id, []))  # listed, so it can be looked at and erased
         return newest_first(summaries), truncated
+
+    async def _read_many(self, sender_ids: Sequence[str]) -> list[bytes | None]:
+        """The blobs of `sender_ids`, in order (None where there is none); backends may batch this."""
+        return [await self._read(sender_id, "list") for sender_id in sender_ids]
 
     async def erase(self, sender_id: str) -> bool:
         """Forget `sender_id`'s conversation (erasure on request); whether there was one."""
