@@ -4,6 +4,7 @@ module; each test gets a fresh page and fails on any console error or failed req
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 from collections.abc import Iterator
@@ -17,7 +18,8 @@ from gateway.settings import ROOT
 from tests.console_world import NEW_GREETING, TOKEN, ConsoleWorld, console_world
 from tests.support import builder_request, responses
 
-SCREENSHOTS = ROOT / "docs" / "console"
+# The README's screenshots are refreshed only on request, so a test run leaves the checkout clean.
+SCREENSHOTS = ROOT / "docs" / "console" if os.environ.get("GATEWAY_CONSOLE_SCREENSHOTS") == "1" else None
 CHROMIUM_ARGS = [
     "--no-sandbox",  # root in containers/CI has no user namespace for the sandbox
     "--disable-gpu",
@@ -41,6 +43,12 @@ def chromium_path() -> str:
 def world(model_paths: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) -> Iterator[ConsoleWorld]:
     with console_world(model_paths, tmp_path_factory.mktemp("browser-models")) as world:
         yield world
+
+
+@pytest.fixture(scope="module")
+def shots(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """docs/console/ with GATEWAY_CONSOLE_SCREENSHOTS=1, else a temporary folder."""
+    return SCREENSHOTS or tmp_path_factory.mktemp("console-screenshots")
 
 
 @pytest.fixture(scope="module")
@@ -133,7 +141,7 @@ def tracker_keys(world: ConsoleWorld) -> list[str]:
         client.close()
 
 
-def test_simulator_holds_a_polish_and_a_german_conversation(page: Page) -> None:
+def test_simulator_holds_a_polish_and_a_german_conversation(page: Page, shots: Path) -> None:
     sign_in(page)
     expect(page.locator("#view-simulator")).to_be_visible()
     for locale, lang, help_text, chip, answer, bye in (
@@ -156,10 +164,12 @@ def test_simulator_holds_a_polish_and_a_german_conversation(page: Page) -> None:
         expect(page.locator("#sim-chat .bubble.end")).to_have_text("End of conversation")
         expect(page.locator("#sim-response")).to_contain_text("actions.scene.END_CONVERSATION")
         expect(page.locator("#sim-text")).to_be_disabled()
-    page.screenshot(path=str(SCREENSHOTS / "simulator.png"), full_page=True)
+    page.screenshot(path=str(shots / "simulator.png"), full_page=True)
 
 
-def test_models_activate_another_model_until_live_then_roll_back(page: Page, world: ConsoleWorld) -> None:
+def test_models_activate_another_model_until_live_then_roll_back(
+    page: Page, world: ConsoleWorld, shots: Path
+) -> None:
     sign_in(page)
     open_view(page, "models")
     en = page.locator("article.lang[data-lang=en]")
@@ -171,7 +181,7 @@ def test_models_activate_another_model_until_live_then_roll_back(page: Page, wor
     expect(progress).to_have_text(f"live: {world.v2}")
     expect(en.locator(f"tr[data-model='{world.v2}'] .badge.live")).to_have_text("answering")
     expect(en.locator(f"tr[data-model='{world.v2}'] .badge.active")).to_have_text("active")
-    page.screenshot(path=str(SCREENSHOTS / "models.png"), full_page=True)
+    page.screenshot(path=str(shots / "models.png"), full_page=True)
 
     open_view(page, "simulator")
     new_conversation(page, "en-US")
@@ -187,7 +197,9 @@ def test_models_activate_another_model_until_live_then_roll_back(page: Page, wor
     ).to_be_visible()
 
 
-def test_a_conversation_shows_its_intents_and_can_be_deleted(page: Page, world: ConsoleWorld) -> None:
+def test_a_conversation_shows_its_intents_and_can_be_deleted(
+    page: Page, world: ConsoleWorld, shots: Path
+) -> None:
     sign_in(page)
     session = new_conversation(page, "pl-PL")
     say(page, "pomoc")
@@ -202,7 +214,7 @@ def test_a_conversation_shows_its_intents_and_can_be_deleted(page: Page, world: 
     expect(transcript.locator(".t-user .intent", has_text="help")).to_contain_text("%")
     expect(transcript.locator(".t-session").first).to_be_visible()
     expect(transcript.locator(".t-bot").first).to_be_visible()
-    page.screenshot(path=str(SCREENSHOTS / "conversations.png"), full_page=True)
+    page.screenshot(path=str(shots / "conversations.png"), full_page=True)
 
     assert any(sender in key for key in tracker_keys(world))
     page.once("dialog", lambda dialog: dialog.accept())
@@ -238,7 +250,7 @@ def test_a_wrong_token_shows_a_readable_error(page: Page) -> None:
     assert page.evaluate("sessionStorage.length") == 0
 
 
-def test_health_shows_bots_swaps_and_a_request_chart(page: Page, world: ConsoleWorld) -> None:
+def test_health_shows_bots_swaps_and_a_request_chart(page: Page, world: ConsoleWorld, shots: Path) -> None:
     sign_in(page)
     open_view(page, "health")
     for lang in ("en", "pl", "de"):
@@ -256,4 +268,4 @@ def test_health_shows_bots_swaps_and_a_request_chart(page: Page, world: ConsoleW
     expect(page.locator("#health-legend")).to_contain_text(
         re.compile(r"pl: peak (?!0\.00)[0-9.]+ req/s, p99 \d+ ms")
     )
-    page.screenshot(path=str(SCREENSHOTS / "health.png"), full_page=True)
+    page.screenshot(path=str(shots / "health.png"), full_page=True)
