@@ -25,6 +25,10 @@ class ConsoleWorld:
     management: str  # base URL of the management listener: /admin and /console live there
     v1: str  # the English model answering at start
     v2: str  # another stored English model
+    corrupt: str  # a truncated English archive: activating it is refused
+
+
+CORRUPT = "19980101T000000Z-corrupt00000.tar.gz"
 
 
 def models_with_variant(models: dict[str, Path], folder: Path) -> tuple[Path, str]:
@@ -35,6 +39,8 @@ def models_with_variant(models: dict[str, Path], folder: Path) -> tuple[Path, st
         shutil.copy2(models[lang], folder / lang / models[lang].name)
     older = "19990101T000000Z-" + v2.name.split("-", 1)[1]
     shutil.copy2(v2, folder / "en" / older)
+    data = v2.read_bytes()
+    (folder / "en" / CORRUPT).write_bytes(data[: len(data) // 2])  # a truncated upload
     # Test records (`gateway test` verdicts) beside the English models: v2 passed, v1 failed.
     for name, passed in ((older, True), (models["en"].name, False)):
         record = {
@@ -63,6 +69,8 @@ def console_world(models: dict[str, Path], folder: Path) -> Iterator[ConsoleWorl
     }
     try:
         with GatewayProcess.start(free_port(), env) as gw:
-            yield ConsoleWorld(gw, redis, f"http://127.0.0.1:{management_port}", models["en"].name, v2)
+            yield ConsoleWorld(
+                gw, redis, f"http://127.0.0.1:{management_port}", models["en"].name, v2, CORRUPT
+            )
     finally:
         redis.stop()

@@ -178,3 +178,15 @@ async def test_activation_reports_its_progress_until_live_and_roll_back(world: C
         world, "POST", "/admin/models/en/activate", {"model": "19990101T000000Z-nothere.tar.gz"}
     )
     assert status == 404 and body["error"]
+
+
+async def test_a_refused_activation_reports_why_and_the_model_keeps_answering(world: ConsoleWorld) -> None:
+    status, body = await call(world, "POST", "/admin/models/en/activate", {"model": world.corrupt})
+    assert status == 422 and world.corrupt in body["error"]
+    status, listing = await call(world, "GET", "/admin/models")
+    swap = listing["models"]["en"]["swap"]
+    assert (swap["model"], swap["phase"]) == (world.corrupt, "refused") and swap["finished"]
+    assert world.corrupt in swap["error"]
+    assert listing["models"]["en"]["model"] == world.v1
+    status, swaps = await call(world, "GET", "/admin/swaps")
+    assert swaps["recent"][0]["phase"] == "refused"

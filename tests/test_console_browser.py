@@ -192,9 +192,17 @@ def test_models_activate_another_model_until_live_then_roll_back(
     open_view(page, "models")
     page.locator("article.lang[data-lang=en] > button", has_text="Roll back").click()
     expect(page.locator("#progress-en")).to_have_text(f"live: {world.v1}")
-    expect(
-        page.locator(f"article.lang[data-lang=en] tr[data-model='{world.v1}'] .badge.live")
-    ).to_be_visible()
+    en = page.locator("article.lang[data-lang=en]")
+    expect(en.locator(f"tr[data-model='{world.v1}'] .badge.live")).to_be_visible()
+
+    # A model that cannot load: the page says why, the answering model stays.
+    page.problems.allowed.append(re.compile(r"status of 422"))  # type: ignore[attr-defined]
+    en.locator(f"tr[data-model='{world.corrupt}'] button", has_text="Activate").click()
+    expect(page.locator("#progress-en")).to_contain_text(
+        "refused: POST /admin/models/en/activate failed with 422"
+    )
+    expect(page.locator("#error")).to_contain_text(world.corrupt)
+    expect(en.locator(f"tr[data-model='{world.v1}'] .badge.live")).to_have_text("answering")
 
 
 def test_a_conversation_shows_its_intents_and_can_be_deleted(
@@ -255,7 +263,7 @@ def test_health_shows_bots_swaps_and_a_request_chart(page: Page, world: ConsoleW
     open_view(page, "health")
     for lang in ("en", "pl", "de"):
         expect(page.locator(f"#health-bots tr[data-lang={lang}] .badge")).to_have_text("ready")
-    expect(page.locator("#health-swaps tbody tr").first).to_contain_text("live")
+    expect(page.locator("#health-swaps tbody .badge.live").first).to_be_visible()  # the initial loads
     expect(page.locator("#health-legend")).to_contain_text(re.compile(r"pl: peak [0-9.]+ req/s"))
     # Traffic between two samples of /metrics shows as a rate above zero (the legend keeps the peak).
     for n in range(3):

@@ -21,7 +21,7 @@ function renderLanguage(lang, entry, busy) {
     el("td", { text: model.model }),
     el("td", { text: size(model.size) }),
     el("td", { text: when(model.modified) }),
-    el("td", { text: model.sha256 ? model.sha256.slice(0, 12) : "none" }),
+    el("td", { text: model.sha256 ? model.sha256.slice(0, 12) : "not recorded" }),
     el("td", { className: `tests ${model.tests ? model.tests.verdict : ""}`,
       title: model.tests ? model.tests.detail || "" : "",
       text: model.tests ? model.tests.verdict : "not tested" }),
