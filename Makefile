@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: setup tools run test pytest lint typecheck format bench lock train clean
+.PHONY: setup tools browser run test pytest lint typecheck format bench lock train clean
 
 setup: $(STAMP)
 
@@ -25,8 +25,22 @@ $(STAMP): requirements.lock requirements-dev.lock pyproject.toml scripts/find-py
 tools:
 	@scripts/dev-tools >/dev/null
 
+# The console's browser tests drive the system's Chromium (Playwright's own download is not needed).
+browser:
+	@if command -v chromium >/dev/null || command -v chromium-browser >/dev/null || command -v google-chrome >/dev/null; then \
+	  echo "==> Chromium found: $$(command -v chromium || command -v chromium-browser || command -v google-chrome)"; \
+	elif command -v apt-get >/dev/null; then \
+	  echo "==> installing Chromium with apt-get (Debian/Ubuntu)"; \
+	  $$( [ "$$(id -u)" = 0 ] || echo sudo ) apt-get install -y chromium || { \
+	    $$( [ "$$(id -u)" = 0 ] || echo sudo ) apt-get update && $$( [ "$$(id -u)" = 0 ] || echo sudo ) apt-get install -y chromium; }; \
+	else \
+	  echo "make browser: install Chromium or Google Chrome and put it on PATH (e.g. brew install --cask chromium," \
+	       "dnf install chromium, pacman -S chromium); the browser tests look for chromium, chromium-browser or google-chrome" >&2; \
+	  exit 1; \
+	fi
+
 run: setup
-	$(PY) -m gateway serve $(ARGS)
+	$(PY) -m gateway serve --local-console $(ARGS)
 
 train: setup
 	$(PY) -m gateway train all

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from aiohttp import web
 
-from gateway import appkeys
+from gateway import appkeys, console
 from gateway.agents.custom_actions import ActionClient, BotActions
 from gateway.agents.inference import InferenceThread
 from gateway.agents.model_updates import model_updates
@@ -122,6 +122,7 @@ def create_app(settings: Settings, resolve_models: ModelResolver = newest_local_
     app.router.add_get("/metrics", health.prometheus)
     if settings.admin.token:
         admin.add_routes(app.router)
+        console.add_routes(app.router)
     return app
 
 

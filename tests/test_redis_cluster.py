@@ -148,6 +148,14 @@ async def test_conversations_alternate_between_two_gateways_across_the_cluster_n
     owners = {redis_cluster.master_of(gateways.tracker_key(s)) for s in sessions}
     assert len(owners) > 1, owners
     assert await cluster_client.keys("*}:lock", target_nodes=RedisCluster.PRIMARIES) == []
+    # The console's listing walks every primary (SCAN) and reads them in per-node batches.
+    headers = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+    url = gateways.a.url + "/admin/conversations/en?limit=200"
+    async with aiohttp.ClientSession(timeout=CLIENT_TIMEOUT) as http, http.get(url, headers=headers) as resp:
+        assert resp.status == 200, await resp.text()
+        listed = {c["sender_id"]: c for c in (await resp.json())["conversations"]}
+    for session, people in sessions.items():
+        assert listed[f"en:{session}"]["last_text"] == people
 
 
 async def following_events(http: aiohttp.ClientSession, gw: GatewayProcess) -> bool:

@@ -258,3 +258,40 @@ async def test_an_unreadable_event_is_skipped_and_kept(make_store: StoreFactory)
     assert full is not None
     assert full[: len(readable) + 1] == [*readable, odd]
     assert full[-1]["text"] == "later"
+
+
+async def test_conversations_are_listed_newest_first_with_their_last_intent(make_store: StoreFactory) -> None:
+    store = make_store()
+    older, newer = sender_id(), sender_id()
+    await store.save(tracker_of(store, older, session(older, 1000.0)))
+    await store.save(tracker_of(store, newer, session(newer, 2000.0, people="3")))
+    listed, truncated = await store.conversations()
+    assert not truncated
+    assert [s.sender_id for s in listed] == [newer, older]
+    last = listed[1]
+    assert (last.last_intent, last.last_text, last.turns) == ("book_table", "book a table", 1)
+    assert last.started == 1000.0 and last.latest is not None and last.latest > 1000.0
+    assert last.events == len(session(older, 1000.0))
+    capped, truncated = await store.conversations(limit=1)
+    assert truncated and len(capped) == 1
+
+
+async def test_events_give_every_session_as_stored(make_store: StoreFactory) -> None:
+    store = make_store()
+    sender = sender_id()
+    tracker = tracker_of(store, sender, session(sender, 1000.0) + session(sender, 2000.0, people="5"))
+    await store.save(tracker)
+    assert await store.events(sender) == dicts(tracker)
+    assert await store.events("en:nobody") is None
+
+
+async def test_erase_forgets_a_conversation_and_only_that_one(make_store: StoreFactory) -> None:
+    store = make_store()
+    gone, kept = sender_id(), sender_id()
+    for sender in (gone, kept):
+        await store.save(tracker_of(store, sender, session(sender, 1000.0)))
+    assert await store.erase(gone) is True
+    assert await store.retrieve(gone) is None and await store.events(gone) is None
+    assert set(await store.keys()) == {kept}
+    assert await store.erase(gone) is False  # already gone: nothing to erase
+    assert await store.retrieve(kept) is not None

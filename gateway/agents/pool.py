@@ -19,6 +19,7 @@ from gateway.agents.inference import InferenceThread, OwnerLoopTrackerStore
 from gateway.agents.loader import LoadedModel, ModelSummary, load_model, summary
 from gateway.agents.signing import Verifier
 from gateway.agents.slots import TurnSlots
+from gateway.agents.swap_progress import SwapProgress
 from gateway.errors import BotNotReady, GatewayError, ModelProbeFailed, UnknownBot
 from gateway.settings import BotSettings
 from gateway.storage.locks import ConversationLocks, InMemoryLocks
@@ -116,6 +117,7 @@ class AgentPool:
         # Turns are CPU that never yields: starting only a few per loop pass keeps every pass short (on the
         # server's loop: /healthz and /metrics stay fast) and finishes turns in arrival order. 0 = no cap.
         self.turn_slots = TurnSlots(running_turns) if running_turns > 0 else None
+        self.progress = SwapProgress()  # each load's phase, for the console (see swap_progress.py)
 
     def get(self, lang: str) -> Bot:
         """The bot for `lang`, or UnknownBot."""
@@ -143,6 +145,7 @@ class AgentPool:
         bot = self.get(lang)
         if bot.model is None:
             bot._set_state(BotState.LOADING)
+        self.progress.begin(lang, path.name)
         loop = asyncio.get_running_loop()
         started = time.perf_counter()
         try:
@@ -157,6 +160,7 @@ class AgentPool:
                     model.agent.processor.tracker_store, loop
                 )
             await self._check_actions(bot, model)
+            self.progress.warming(lang, path.name)
             try:
                 reply = await self._run(dialogue.probe(model, bot.settings.probe))
             except Exception as exc:  # whatever a fresh model's first turn raises, it cannot serve
@@ -175,6 +179,7 @@ class AgentPool:
             if bot.model is None:
                 bot._set_state(BotState.FAILED)
             logger.error("bot %s: model %s refused: %s", lang, path.name, exc)
+            self.progress.finish(lang, path.name, str(exc))
             raise
         # One assignment: turns already running keep the old agent until they finish, then it is freed.
         bot.previous, bot.model = (summary(bot.model) if bot.model else None), model
@@ -182,6 +187,7 @@ class AgentPool:
         bot.tracker_store.domain = model.agent.domain
         bot.last_error = None
         bot._set_state(BotState.READY)
+        self.progress.finish(lang, path.name)
         metrics.MODEL_LOAD_DURATION.labels(lang).observe(time.perf_counter() - started)
         metrics.MODEL_INFO.labels(lang).info({"model": model.name, "sha256": model.sha256 or ""})
         metrics.MODEL_LOADED_AT.labels(lang).set(model.loaded_at)

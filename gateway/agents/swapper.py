@@ -107,10 +107,14 @@ class Swapper:
             if current is not None and current.name == ref.model and ref.sha256 in (None, current.sha256):
                 return current  # already answering (a replayed or duplicate event)
             started = time.perf_counter()
+            self.pool.progress.begin(lang, ref.model)  # downloading counts as loading
             folder = Path(tempfile.mkdtemp(prefix=f"gateway-swap-{lang}-", dir=self.workdir))
             try:
                 path, fetched = await self._fetch(lang, ref, folder)
                 model = await self._load(lang, path, fetched.sha256, fetched.signature)
+            except (GatewayError, OSError) as exc:  # e.g. refused before: the page must not wait for ever
+                self.pool.progress.finish(lang, ref.model, str(exc))
+                raise
             finally:
                 await asyncio.to_thread(remove_quietly, folder)
             logger.info(
@@ -184,6 +188,7 @@ class Swapper:
         metrics.SWAPS.labels(lang, result.value).inc()
         reason = f"swap to {name} failed ({result.value}): {exc}"
         self.pool.mark_failed(lang, reason)
+        self.pool.progress.finish(lang, name, reason)
         bot = self.pool.get(lang)
         keeping = f"; still answering with {bot.model.name}" if bot.model else "; no model answers"
         logger.error("bot %s: %s%s", lang, reason, keeping)

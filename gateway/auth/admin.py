@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hmac
+import ipaddress
 import logging
 from collections.abc import Awaitable, Callable
 
@@ -16,11 +17,34 @@ logger = logging.getLogger(__name__)
 
 MIN_TOKEN_CHARS = 16
 ADMIN_PREFIX = "/admin"
+# Embedded `gateway serve --local-console` without admin.token: a random token printed at start,
+# accepted only from this machine (see gateway/console/__init__.py).
+LOCAL_CONSOLE_TOKEN = web.AppKey("local_console_token", str)
+
+
+def admin_enabled(app: web.Application) -> bool:
+    """Whether /admin routes exist: an admin token is configured, or a local console token was made."""
+    return bool(app[appkeys.SETTINGS].admin.token) or LOCAL_CONSOLE_TOKEN in app
+
+
+def _expected_token(request: web.Request) -> str | None:
+    token = request.app[appkeys.SETTINGS].admin.token
+    if token:
+        return token
+    local = request.app.get(LOCAL_CONSOLE_TOKEN)
+    return local if local is not None and _loopback(request.remote) else None
+
+
+def _loopback(remote: str | None) -> bool:
+    try:
+        return remote is not None and ipaddress.ip_address(remote).is_loopback
+    except ValueError:  # a unix socket or something else without an IP address
+        return False
 
 
 def require_admin(request: web.Request) -> None:
     """Raise AuthError unless the request carries the configured admin bearer token."""
-    token = request.app[appkeys.SETTINGS].admin.token
+    token = _expected_token(request)
     if not token or len(token) < MIN_TOKEN_CHARS:
         raise AuthError("admin routes are off: set admin.token (GATEWAY_ADMIN_TOKEN)")
     header = request.headers.get("Authorization", "")
@@ -57,7 +81,7 @@ async def admin_guard(
 ) -> web.StreamResponse:
     """/admin routes: 404 while admin is off (no token configured), 401 without the right bearer token."""
     if _is_admin(request):
-        if not request.app[appkeys.SETTINGS].admin.token:
+        if not admin_enabled(request.app):
             raise web.HTTPNotFound()
         try:
             require_admin(request)

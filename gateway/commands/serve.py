@@ -15,6 +15,11 @@ def register(sub: Subparsers) -> None:
     parser.add_argument("--port", type=int, help="port (default from server.port)")
     parser.add_argument("--no-train", action="store_true", help="do not train missing bots")
     parser.add_argument(
+        "--local-console",
+        action="store_true",
+        help="without admin.token: print a one-time console URL that works only from 127.0.0.1",
+    )
+    parser.add_argument(
         "--workers", type=int, help="worker processes sharing the port (default from server.workers)"
     )
     # Internal: set by the supervisor on the workers it starts.
@@ -55,5 +60,15 @@ def run(args: argparse.Namespace) -> int:
         return run_supervisor(settings, global_args, train=settings.train_missing and not args.no_train)
     if settings.train_missing and not args.no_train:
         train_langs(settings, "all")
-    server.run(create_app(settings), settings.server)
+    app = create_app(settings)
+    if args.local_console and not settings.admin.token:
+        from gateway.console import enable_local
+
+        token = enable_local(app)
+        # In the fragment: browsers never send it to the server, so no log or proxy sees it.
+        port = settings.server.management_port or settings.server.port
+        print(
+            f"gateway: console (this run, from this machine only): http://127.0.0.1:{port}/console/#token={token}"
+        )
+    server.run(app, settings.server)
     return 0

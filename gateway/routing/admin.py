@@ -23,6 +23,7 @@ from gateway.errors import (
     StorageError,
     UnknownBot,
 )
+from gateway.routing import admin_console
 from gateway.routing.body import read_json
 from gateway.routing.webhook import error_response, json_response
 from gateway.storage.events import announce
@@ -35,10 +36,16 @@ ADMIN_MAX_BODY = 4096
 
 
 def add_routes(router: web.UrlDispatcher) -> None:
-    """Register /admin/models routes."""
+    """Register /admin/models routes, and the console's (conversations, swaps, simulator)."""
     router.add_get("/admin/models", _admin(list_models))
     router.add_post("/admin/models/{lang}/activate", _admin(activate))
     router.add_post("/admin/models/{lang}/rollback", _admin(rollback))
+    router.add_get("/admin/swaps", _admin(admin_console.recent_swaps))
+    router.add_post("/admin/simulate", _admin(admin_console.simulate))
+    router.add_get("/admin/conversations/{lang}", _admin(admin_console.list_conversations))
+    conversation = "/admin/conversations/{lang}/{sender:.+}"
+    router.add_get(conversation, _admin(admin_console.show_conversation))
+    router.add_delete(conversation, _admin(admin_console.erase_conversation))
 
 
 def _admin(handler: Handler) -> Handler:
@@ -87,6 +94,7 @@ async def list_models(request: web.Request) -> web.Response:
     for lang, bot in app[appkeys.POOL].bots.items():
         entry = bot.describe()
         entry["swapping"] = app[appkeys.SWAPPER].busy(lang)
+        entry["swap"] = app[appkeys.POOL].progress.current(lang)  # loading, warming, live or refused
         try:
             record = await active.get(lang)
             entry["active"] = record.to_json() if record else None
@@ -95,7 +103,14 @@ async def list_models(request: web.Request) -> web.Response:
         try:
             stored = await store.list_models(lang)
             current = bot.model.name if bot.model else None
-            entry["available"] = [{**info.to_json(), "answering": info.name == current} for info in stored]
+            entry["available"] = [
+                {
+                    **info.to_json(),
+                    "answering": info.name == current,
+                    "tests": await admin_console.test_verdict(store, lang, info),
+                }
+                for info in stored
+            ]
         except StorageError as exc:
             entry["available"], entry["store_error"] = None, str(exc)
         out[lang] = entry

@@ -16,6 +16,7 @@ from gateway.agents.pool import Bot
 from gateway.auth.admin import refusal_response
 from gateway.channels import rich
 from gateway.channels.channel import Channel
+from gateway.channels.google import GoogleChannel
 from gateway.channels.protocol import JSON, Reply, Turn, TurnKind
 from gateway.channels.registry import enabled_channels
 from gateway.errors import ActionFailed, BadRequest, BotNotReady, Refused, StorageError
@@ -74,13 +75,21 @@ def _fixed(body: JSON) -> Handler:
 
 async def channel_webhook(request: web.Request, channel: Channel) -> web.Response:
     """POST on one of `channel`'s paths."""
-    app = request.app
-    settings = app[appkeys.SETTINGS]
     started = asyncio.get_running_loop().time()
     try:
         await channel.admit(request)  # before the body is read: strangers get nothing parsed
     except Refused as exc:
         return _refused(request, channel, exc)
+    return await webhook_turn(request, started, channel)
+
+
+async def webhook_turn(request: web.Request, started: float, channel: Channel | None = None) -> web.Response:
+    """One webhook exchange once the caller is admitted (a channel's own check, or the console's
+    simulator, which speaks Google's shape)."""
+    app = request.app
+    settings = app[appkeys.SETTINGS]
+    if channel is None:
+        channel = GoogleChannel(settings)
     note = access.webhook_exchange(request)
     note.channel = channel.name
     try:

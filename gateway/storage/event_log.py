@@ -19,6 +19,7 @@ from rasa.shared.core.trackers import DialogueStateTracker
 from rasa.shared.exceptions import RasaException
 
 from gateway import metrics
+from gateway.storage.conversations import MAX_LISTED, ConversationSummary, newest_first, summarize
 
 logger = logging.getLogger(__name__)
 
@@ -133,6 +134,10 @@ class EventLogTrackerStore(TrackerStore, metaclass=abc.ABCMeta):
     async def _senders(self) -> list[str]:
         """Every stored conversation id."""
 
+    @abc.abstractmethod
+    async def _delete(self, sender_id: str) -> bool:
+        """Remove `sender_id`'s blob; whether there was one."""
+
     async def _events(self, sender_id: str, operation: str = "retrieve") -> list[EventDict] | None:
         events = await self._decoded(sender_id, operation)
         if operation == "retrieve":
@@ -207,3 +212,31 @@ class EventLogTrackerStore(TrackerStore, metaclass=abc.ABCMeta):
     async def keys(self) -> Iterable[str]:
         """Every stored conversation id."""
         return await self._senders()
+
+    async def events(self, sender_id: str) -> list[EventDict] | None:
+        """Every stored event of `sender_id` as dicts (all sessions), or None: what transcripts show."""
+        return await self._decoded(sender_id, "transcript")
+
+    async def conversations(self, limit: int = MAX_LISTED) -> tuple[list[ConversationSummary], bool]:
+        """Summaries of up to `limit` stored conversations, newest first, and whether more were left out."""
+        senders = await self._senders()
+        truncated = len(senders) > limit
+        senders = senders[:limit]
+        summaries = []
+        for sender_id, blob in zip(senders, await self._read_many(senders), strict=True):
+            if blob is None:  # expired or erased since the scan
+                continue
+            try:
+                summaries.append(summarize(sender_id, decode(blob)))
+            except CorruptTracker:
+                summaries.append(summarize(sender_id, []))  # listed, so it can be looked at and erased
+        return newest_first(summaries), truncated
+
+    async def _read_many(self, sender_ids: Sequence[str]) -> list[bytes | None]:
+        """The blobs of `sender_ids`, in order (None where there is none); backends may batch this."""
+        return [await self._read(sender_id, "list") for sender_id in sender_ids]
+
+    async def erase(self, sender_id: str) -> bool:
+        """Forget `sender_id`'s conversation (erasure on request); whether there was one."""
+        self._read_this_turn.pop(sender_id, None)
+        return await self._delete(sender_id)

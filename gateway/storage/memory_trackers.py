@@ -46,6 +46,9 @@ class InMemoryTrackerStore(EventLogTrackerStore):
         now = time.monotonic()
         return [s for s, (expires, _) in self._blobs.items() if expires is None or expires > now]
 
+    async def _delete(self, sender_id: str) -> bool:
+        return self._blobs.pop(sender_id, None) is not None
+
     def _sweep(self, now: float) -> None:
         expired = [s for s, (expires, _) in self._blobs.items() if expires is not None and expires <= now]
         for sender_id in expired:

@@ -7,6 +7,7 @@ process's pooled `redis.asyncio` client, so the event loop never waits on a sock
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from typing import Any
 
 from gateway import metrics
@@ -17,6 +18,8 @@ from gateway.storage.redis_client import REDIS_ERRORS, RedisClient, conversation
 from gateway.storage.turn_buffer import TurnBuffer
 
 logger = logging.getLogger(__name__)
+
+_READ_BATCH = 200  # conversations read per round trip when listing
 
 
 class RedisTrackerStore(EventLogTrackerStore):
@@ -77,6 +80,27 @@ class RedisTrackerStore(EventLogTrackerStore):
             raise self._unavailable("save", sender_id, exc) from exc
         if stored is not None:
             stored()
+
+    async def _delete(self, sender_id: str) -> bool:
+        # A turn running right now on this conversation writes it again when it ends: erasure applies to
+        # what is stored, and the console deletes conversations that are over.
+        try:
+            return bool(await self.client.delete(self.key(sender_id)))
+        except REDIS_ERRORS as exc:
+            raise self._unavailable("delete", sender_id, exc) from exc
+
+    async def _read_many(self, sender_ids: Sequence[str]) -> list[bytes | None]:
+        # One round trip per batch, not per conversation (a cluster pipeline splits it per node).
+        out: list[bytes | None] = []
+        try:
+            for start in range(0, len(sender_ids), _READ_BATCH):
+                async with self.client.pipeline(transaction=False) as pipe:
+                    for sender_id in sender_ids[start : start + _READ_BATCH]:
+                        pipe.get(self.key(sender_id))
+                    out.extend(bytes(blob) if blob is not None else None for blob in await pipe.execute())
+        except REDIS_ERRORS as exc:
+            raise self._unavailable("list", "*", exc) from exc
+        return out
 
     async def _senders(self) -> list[str]:
         # SCAN, not KEYS: it does not stall Redis for other clients while walking a large keyspace
