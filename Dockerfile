@@ -59,6 +59,8 @@ WORKDIR /app
 COPY pyproject.toml ./
 COPY config/ config/
 COPY gateway/ gateway/
+# The bots' endpoints.yml and custom actions run in this process (README "Bringing your Rasa project").
+COPY bots/ bots/
 # skops' trusted-type lists, computed once here instead of at every start (gateway/agents/trusted_types.py).
 RUN python -m gateway.agents.trusted_types
 # Writable by the gateway: the model store downloads into it.

@@ -167,9 +167,9 @@ def test_dockerignore_sends_only_what_the_dockerfile_copies() -> None:
         for inst, value in body
         if inst == "COPY" and not value.startswith("--from")
     }
-    assert sources == {"requirements.lock", "pyproject.toml", "config", "gateway", "models"}
+    assert sources == {"requirements.lock", "pyproject.toml", "config", "gateway", "bots", "models"}
     assert not [name for name in sources if ignored(name)]
-    assert all(ignored(name) for name in (".git", ".venv", ".cache", "tests", "bots", "results"))
+    assert all(ignored(name) for name in (".git", ".venv", ".cache", "tests", "results"))
 
 
 @pytest.fixture(scope="module")
