@@ -13,8 +13,8 @@ from pathlib import Path
 
 from aiohttp import web
 
-from gateway.routing import admin
 from gateway.auth.admin import LOCAL_CONSOLE_TOKEN
+from gateway.routing import admin
 
 STATIC = Path(str(resources.files(__package__) / "static"))
 TYPES = {
