@@ -687,6 +687,12 @@ def _channels(c: _Reader) -> dict[str, ChannelSettings]:
 def _headers(r: _Reader) -> dict[str, str]:
     """channels.<name>.headers: {Header-Name: secret value} (YAML mapping, also from the environment)."""
     value = r.raw.get("headers")
+    if isinstance(value, str):  # from the environment: a flow mapping whose values all stay text
+        text = value
+        try:
+            value = yaml.load(text, Loader=yaml.BaseLoader) if text.strip() else {}
+        except yaml.YAMLError:
+            value = "unparsable"  # refused below, without echoing the secret
     if value is None or value == {}:
         return {}
     if not isinstance(value, Mapping) or not all(
