@@ -234,5 +234,5 @@ def test_a_port_someone_else_holds_is_one_clear_line(role: str, tmp_path: Path) 
             timeout=120,
         )
     assert result.returncode == 2  # a configuration error (README "Exit codes")
-    assert f"gateway: cannot listen on 127.0.0.1:{held} ({role}): " in result.stderr
+    assert f"gateway: configuration error: cannot listen on 127.0.0.1:{held} ({role}): " in result.stderr
     assert "Traceback" not in result.stderr
