@@ -47,7 +47,7 @@ train: setup
 
 test: setup lint typecheck pytest
 
-pytest: setup tools
+pytest: setup tools browser
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 lint: setup
