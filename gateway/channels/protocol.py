@@ -36,6 +36,10 @@ class Turn:
     # What the request says about the caller (locale, time zone, capabilities...): the bot's
     # UserMessage.metadata, see gateway/channels/context.py.
     context: JSON = field(default_factory=dict)
+    # A Rasa message the gateway itself built ("/media_status_finished{...}" for a system intent, or a
+    # remembered chip's button payload): sent to the bot verbatim. `text` is what the user said and is
+    # never trusted as a payload (a typed "/intent{...}" is stripped, see routing/webhook.user_text).
+    payload: str = ""
 
 
 @dataclass(frozen=True)

@@ -143,8 +143,12 @@ async def answer(
     prompts = bot.settings.prompts
     if turn.kind is TurnKind.CANCEL:
         return Reply([{"text": prompts.cancel}], end_conversation=True)
-    text = bot.settings.welcome if turn.kind is TurnKind.WELCOME else user_text(turn.text)
-    text = text[: settings.server.max_text_chars]
+    if turn.kind is TurnKind.WELCOME:
+        text = bot.settings.welcome
+    elif turn.payload:
+        text = turn.payload  # built by the gateway, not typed: the one way a payload reaches the bot
+    else:
+        text = user_text(turn.text)[: settings.server.max_text_chars]
     if turn.kind is TurnKind.NO_INPUT or not text.strip():
         # Silence is not an utterance: reprompt without a turn; the last reprompt ends it.
         return Reply([{"text": prompts.no_input}], end_conversation=turn.final)
