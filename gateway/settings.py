@@ -142,6 +142,8 @@ CHANNEL_PATHS = {
     "rest": "/webhooks/rest",
     "alexa": "/webhook/alexa",
 }
+# Channels whose requests carry Google's AppRequest, hence its system intents.
+_GOOGLE_PAYLOAD_CHANNELS = ("google", "dialogflow_es")
 _PATH_RE = re.compile(r"^(/[A-Za-z0-9._~-]+)+$")
 _HEADER_NAME_RE = re.compile(r"^[A-Za-z0-9!#$%&'*+.^_`|~-]{1,64}$")
 
@@ -162,6 +164,8 @@ class ChannelSettings:
     audience: str | None = None  # dialogflow_cx: the OIDC ID token's aud (the webhook URL)
     service_accounts: tuple[str, ...] = ()  # dialogflow_cx: accepted token emails (empty = any)
     skill_id: str | None = None  # alexa: the applicationId requests must carry
+    # google/dialogflow_es: Google system intent -> the bot's intent (gateway/channels/system_intents.py)
+    system_intents: Mapping[str, str] = field(default_factory=dict)
 
 
 def default_channels() -> dict[str, ChannelSettings]:
@@ -670,6 +674,7 @@ def _channels(c: _Reader) -> dict[str, ChannelSettings]:
             audience=r.str_("audience", optional=True),
             service_accounts=r.str_list("service_accounts", []),
             skill_id=r.str_("skill_id", optional=True),
+            system_intents=_system_intents(r) if name in _GOOGLE_PAYLOAD_CHANNELS else {},
         )
     if out["alexa"].enabled and out["alexa"].skill_id is None:
         raise ConfigError(
@@ -682,6 +687,28 @@ def _channels(c: _Reader) -> dict[str, ChannelSettings]:
             "channels: two enabled channels share a path; give each its own channels.<name>.path"
         )
     return out
+
+
+def _system_intents(r: _Reader) -> dict[str, str]:
+    """channels.<google|dialogflow_es>.system_intents: {actions.intent.NAME: bot_intent}."""
+    from gateway.channels.system_intents import MAPPABLE, RASA_INTENT_RE
+
+    value = r.raw.get("system_intents")
+    if isinstance(value, str):  # from the environment: a flow mapping
+        try:
+            value = yaml.load(value, Loader=yaml.BaseLoader) if value.strip() else {}
+        except yaml.YAMLError as exc:
+            raise r.fail("system_intents", value, f"a YAML mapping ({exc.__class__.__name__})") from None
+    if value is None or value == {}:
+        return {}
+    if not isinstance(value, Mapping):
+        raise r.fail("system_intents", value, "a mapping of Google system intents to bot intents")
+    for key, intent in value.items():
+        if key not in MAPPABLE:
+            raise r.fail(f"system_intents.{key}", intent, "keys among " + ", ".join(sorted(MAPPABLE)))
+        if not isinstance(intent, str) or not RASA_INTENT_RE.match(intent):
+            raise r.fail(f"system_intents.{key}", intent, "a Rasa intent name (letters, digits, _ and -)")
+    return {str(k): str(v) for k, v in value.items()}
 
 
 def _headers(r: _Reader) -> dict[str, str]:

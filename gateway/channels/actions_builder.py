@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from gateway.channels import fields, rich
+from gateway.channels import fields, rich, system_intents
 from gateway.channels.context import google_context
 from gateway.channels.protocol import JSON, Reply, Turn, TurnKind
 from gateway.errors import BadRequest
@@ -12,20 +12,7 @@ from gateway.errors import BadRequest
 END_SCENE = "actions.scene.END_CONVERSATION"
 START_SCENE = "actions.scene.START_CONVERSATION"
 HEALTH_CHECK = "actions.handler.HEALTH_CHECK"
-SYSTEM_PREFIX = "actions.intent."
-_SYSTEM_INTENTS = {
-    "actions.intent.MAIN": TurnKind.WELCOME,
-    "actions.intent.PLAY_GAME": TurnKind.WELCOME,
-    "actions.intent.CANCEL": TurnKind.CANCEL,
-    "actions.intent.NO_INPUT_1": TurnKind.NO_INPUT,
-    "actions.intent.NO_INPUT_2": TurnKind.NO_INPUT,
-    "actions.intent.NO_INPUT_FINAL": TurnKind.NO_INPUT,
-    # What the user said matched no Builder intent: exactly what the Rasa bot is for.
-    "actions.intent.NO_MATCH_1": TurnKind.MESSAGE,
-    "actions.intent.NO_MATCH_2": TurnKind.MESSAGE,
-    "actions.intent.NO_MATCH_FINAL": TurnKind.MESSAGE,
-    "actions.intent.TEXT": TurnKind.MESSAGE,
-}
+HEALTH_CHECK_INTENT = "actions.intent.HEALTH_CHECK"
 # User-defined Builder intents: letters, digits, '_', '.', '-'.
 _CUSTOM_INTENT_RE = re.compile(r"^[\w.-]{1,128}$")
 
@@ -49,11 +36,16 @@ class ActionsBuilderCodec:
     def decode(self, body: JSON) -> Turn:
         """Turn or BadRequest naming the field at fault."""
         handler = fields.string(fields.obj(body, "handler", "handler"), "name", "handler.name")
-        session = fields.obj(body, "session", "session", required=handler != HEALTH_CHECK)
+        raw_intent = body.get("intent")
+        # Google's documented health check names both; either one is enough, whatever else the body holds.
+        health_check = handler == HEALTH_CHECK or (
+            isinstance(raw_intent, dict) and raw_intent.get("name") == HEALTH_CHECK_INTENT
+        )
+        session = fields.obj(body, "session", "session", required=not health_check)
         user = fields.obj(body, "user", "user")
         language = fields.string(session, "languageCode", "session.languageCode")
         user_locale = fields.string(user, "locale", "user.locale")
-        if handler == HEALTH_CHECK:
+        if health_check:
             # Google's health check: answered with {} and no other work, whatever else the body holds.
             return Turn(TurnKind.HEALTH_CHECK, "", language or user_locale or None, handler=handler)
         session_id = fields.session_id(fields.string(session, "id", "session.id"), "session.id")
@@ -65,7 +57,7 @@ class ActionsBuilderCodec:
         query = fields.string(intent, "query", "intent.query")
         scene = fields.string(fields.obj(body, "scene", "scene"), "name", "scene.name")
         kind = _kind(name)
-        return Turn(
+        turn = Turn(
             kind=kind,
             session_id=session_id,
             locale=locale,
@@ -77,6 +69,8 @@ class ActionsBuilderCodec:
             echo={"scene": scene},
             context=google_context(self.channel, locale, user, fields.obj(body, "device", "device"), {}),
         )
+        system = system_intents.v3_system_intent(name, body)
+        return turn if system is None else system_intents.with_intent(turn, system)
 
     def encode(self, turn: Turn, reply: Reply) -> JSON:
         """The response body for `reply`: prompt, session echo, and the end scene when it ends."""
@@ -105,12 +99,9 @@ class ActionsBuilderCodec:
 
 def _kind(name: str) -> TurnKind:
     """What an intent name asks for; unknown system intents and malformed names are refused."""
-    if not name:
-        return TurnKind.MESSAGE
-    kind = _SYSTEM_INTENTS.get(name)
-    if kind is not None:
-        return kind
-    if name.startswith(SYSTEM_PREFIX):
+    if not name or name in system_intents.V3:
+        return system_intents.V3.get(name) or TurnKind.MESSAGE
+    if name.startswith(system_intents.PREFIX):
         raise BadRequest(f"unsupported intent {name[:128]!r}")
     if not _CUSTOM_INTENT_RE.match(name):
         raise BadRequest("field intent.name is not a valid intent name")

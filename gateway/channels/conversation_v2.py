@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from gateway.channels import fields, rich
+from gateway.channels import fields, rich, system_intents
 from gateway.channels.context import google_context
 from gateway.channels.protocol import JSON, Reply, Turn, TurnKind
+from gateway.channels.system_intents import SystemIntent
 from gateway.errors import BadRequest
 from gateway.settings import MAX_CANCEL_CHARS
 
@@ -28,6 +29,8 @@ class LegacyInput:
     intent: str
     text: str = ""
     final: bool = False
+    # A follow-up system intent (MEDIA_STATUS, CONFIRMATION...): the bot gets it, not text.
+    system: SystemIntent | None = None
 
 
 def read_input(app_request: JSON, where: str) -> LegacyInput:
@@ -36,14 +39,18 @@ def read_input(app_request: JSON, where: str) -> LegacyInput:
     first = inputs[0]
     at = f"{where}inputs[0]"
     intent = fields.string(first, "intent", f"{at}.intent", required=True)
+    arguments = fields.objects(first, "arguments", f"{at}.arguments")
+    # Google marks its health check with this argument, on MAIN or whichever launch intent it checks.
+    if _flag(fields.argument(arguments, "is_health_check"), at):
+        return LegacyInput(TurnKind.HEALTH_CHECK, intent)
+    system = system_intents.v2_system_intent(intent, arguments, at)
+    if system is not None:
+        return LegacyInput(TurnKind.MESSAGE, intent, system=system)
     kind = _KINDS.get(intent)
     if kind is None:
         raise BadRequest(f"unsupported intent {intent[:128]!r}")
     raw_inputs = fields.objects(first, "rawInputs", f"{at}.rawInputs")
     queries = [fields.string(raw, "query", f"{at}.rawInputs[{i}].query") for i, raw in enumerate(raw_inputs)]
-    arguments = fields.objects(first, "arguments", f"{at}.arguments")
-    if kind is TurnKind.WELCOME and _flag(fields.argument(arguments, "is_health_check"), at):
-        return LegacyInput(TurnKind.HEALTH_CHECK, intent)
     if kind is TurnKind.NO_INPUT:
         return LegacyInput(kind, intent, final=_flag(fields.argument(arguments, "IS_FINAL_REPROMPT"), at))
     if intent == "actions.intent.OPTION":
@@ -61,12 +68,14 @@ def request_context(channel: str, locale: str, app_request: JSON, where: str) ->
 
 
 def _flag(arg: JSON | None, at: str) -> bool:
-    """A boolean argument (boolValue true, or textValue "1"/"true" as older requests carry it)."""
+    """A boolean argument (boolValue true, or textValue "1"/"true" as older requests carry it; Google's
+    health-check sample spells it text_value)."""
     if arg is None:
         return False
     if fields.boolean(arg, "boolValue", f"{at}.arguments.boolValue"):
         return True
-    return fields.string(arg, "textValue", f"{at}.arguments.textValue").lower() in ("1", "true")
+    text = fields.string(arg, "textValue", f"{at}.arguments.textValue")
+    return (text or fields.string(arg, "text_value", f"{at}.arguments.text_value")).lower() in ("1", "true")
 
 
 def _text_value(arg: JSON | None, at: str) -> str:
@@ -104,7 +113,7 @@ class ConversationV2Codec:
             return Turn(TurnKind.HEALTH_CHECK, "", user_locale or None, intent=wanted.intent)
         conversation_id = fields.string(conversation, "conversationId", "conversation.conversationId")
         locale = fields.locale((user_locale, "user.locale"))
-        return Turn(
+        turn = Turn(
             kind=wanted.kind,
             session_id=fields.session_id(conversation_id, "conversation.conversationId"),
             locale=locale,
@@ -114,6 +123,7 @@ class ConversationV2Codec:
             echo={"conversationToken": token},
             context=request_context(self.channel, locale, body, ""),
         )
+        return turn if wanted.system is None else system_intents.with_intent(turn, wanted.system)
 
     def encode(self, turn: Turn, reply: Reply) -> JSON:
         """expectedInputs with a rich initial prompt while the conversation goes on, else finalResponse."""

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from gateway.channels import fields, rich
-from gateway.channels.conversation_v2 import read_input, request_context
+from gateway.channels import fields, rich, system_intents
+from gateway.channels.conversation_v2 import TEXT_INTENT, read_input, request_context
 from gateway.channels.protocol import JSON, Reply, Turn, TurnKind
 from gateway.settings import MAX_CANCEL_CHARS
 
@@ -42,20 +42,23 @@ class DialogflowCodec:
         user_locale = fields.string(
             fields.obj(payload, "user", _PAYLOAD + "user"), "locale", _PAYLOAD + "user.locale"
         )
-        kind, text, final = TurnKind.MESSAGE, query, False
+        kind, text, final, system = TurnKind.MESSAGE, query, False, None
         if "inputs" in payload:
             wanted = read_input(payload, _PAYLOAD)
             if wanted.kind is TurnKind.HEALTH_CHECK:
                 return Turn(TurnKind.HEALTH_CHECK, "", language or user_locale or None, intent=intent)
-            kind, final = wanted.kind, wanted.final
-            text = query or wanted.text
+            kind, final, system = wanted.kind, wanted.final, wanted.system
+            # An event-triggered request's queryText is the event's name ("actions_intent_OPTION"): the
+            # payload's input is what the user did; only typed or spoken text is queryText's to say.
+            system_input = wanted.intent.startswith(system_intents.PREFIX) and wanted.intent != TEXT_INTENT
+            text = wanted.text if system_input else query or wanted.text
         if query == WELCOME_QUERY:
             kind = TurnKind.WELCOME
         session = fields.session_id(fields.string(body, "session", "session"), "session")
         locale = fields.locale(
             (language, "queryResult.languageCode"), (user_locale, _PAYLOAD + "user.locale")
         )
-        return Turn(
+        turn = Turn(
             kind=kind,
             session_id=session,
             locale=locale,
@@ -64,6 +67,7 @@ class DialogflowCodec:
             final=final,
             context=request_context(self.channel, locale, payload, _PAYLOAD),
         )
+        return turn if system is None else system_intents.with_intent(turn, system)
 
     def encode(self, turn: Turn, reply: Reply) -> JSON:
         """fulfillmentText for any integration, payload.google for the Assistant."""

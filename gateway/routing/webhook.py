@@ -14,7 +14,7 @@ from aiohttp import web
 from gateway import appkeys, metrics
 from gateway.agents.pool import Bot
 from gateway.auth.admin import refusal_response
-from gateway.channels import rich
+from gateway.channels import rich, system_intents
 from gateway.channels.channel import Channel
 from gateway.channels.google import GoogleChannel
 from gateway.channels.protocol import JSON, Reply, Turn, TurnKind
@@ -147,6 +147,8 @@ async def answer(
         text = bot.settings.welcome
     elif turn.payload:
         text = turn.payload  # built by the gateway, not typed: the one way a payload reaches the bot
+        if bot.model is not None and bot.model.agent.domain is not None:
+            text = system_intents.for_domain(text, bot.model.agent.domain.intents)
     else:
         text = user_text(turn.text)[: settings.server.max_text_chars]
     if turn.kind is TurnKind.NO_INPUT or not text.strip():
