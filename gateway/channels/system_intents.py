@@ -151,10 +151,12 @@ class SystemIntent:
 
     name: str
     entities: JSON
+    # More for the bot's metadata only (v3 `context.media`: where a paused or stopped stream stood).
+    details: JSON = dataclasses.field(default_factory=dict)
 
     def context(self) -> JSON:
         """What the bot's metadata says about it."""
-        return {"system_intent": self.name, "arguments": dict(self.entities)}
+        return {"system_intent": self.name, "arguments": dict(self.entities), **self.details}
 
 
 def rasa_intent(name: str, overrides: Mapping[str, str] | None = None) -> str:
@@ -197,15 +199,15 @@ def v3_system_intent(name: str, body: JSON) -> SystemIntent | None:
     """A v3 system intent sent to the bot (media status), or None when `name` is no such intent."""
     if V3.get(name, TurnKind.MESSAGE) is not None:
         return None
-    status = name.removeprefix(f"{PREFIX}MEDIA_STATUS_")
-    entities: JSON = {"status": status}
     media = fields.obj(fields.obj(body, "context", "context"), "media", "context.media")
+    details: JSON = {}
     progress = fields.string(media, "progress", "context.media.progress")
     if progress:
-        entities["progress"] = progress[:32]  # "12.5s": where a paused or stopped stream stood
+        details["progress"] = progress[:32]  # "12.5s": where a paused or stopped stream stood
     if "index" in media:
-        entities["index"] = _number(media, "index", "context.media", 0, 1000)
-    return SystemIntent(name, entities)
+        details["index"] = _number(media, "index", "context.media", 0, 1000)
+    status = name.removeprefix(f"{PREFIX}MEDIA_STATUS_")
+    return SystemIntent(name, {"status": status}, {"media": details} if details else {})
 
 
 def with_intent(turn: Turn, system: SystemIntent, overrides: Mapping[str, str] | None = None) -> Turn:
@@ -222,7 +224,9 @@ def configured(turn: Turn, overrides: Mapping[str, str]) -> Turn:
     name = turn.context.get("system_intent")
     if not overrides or not isinstance(name, str) or name not in overrides:
         return turn
-    return with_intent(turn, SystemIntent(name, turn.context.get("arguments") or {}), overrides)
+    return dataclasses.replace(
+        turn, payload=payload(rasa_intent(name, overrides), turn.context.get("arguments") or {})
+    )
 
 
 def for_domain(message: str, intents: Collection[str]) -> str:
