@@ -15,6 +15,8 @@ from gateway.channels import system_intents
 from gateway.channels.actions_builder import ActionsBuilderCodec
 from gateway.channels.conversation_v2 import ConversationV2Codec
 from gateway.channels.dialogflow_es import DialogflowCodec
+from gateway.channels.dialogflow_es_channel import DialogflowEsChannel
+from gateway.channels.google import GoogleChannel
 from gateway.channels.protocol import Turn, TurnKind
 from gateway.errors import BadRequest, ConfigError
 from gateway.settings import load_settings
@@ -359,3 +361,24 @@ def test_a_bot_without_the_intent_gets_rasas_nlu_fallback() -> None:
         '/media_status_finished{"status": "FINISHED"}'
     )
     assert system_intents.for_domain('/sign_in{"status": "OK"}', intents) == "/nlu_fallback"
+
+
+def test_channels_apply_their_configured_mapping() -> None:
+    mapping = {"actions.intent.MEDIA_STATUS": "track_event", "actions.intent.MEDIA_STATUS_FINISHED": "over"}
+    settings = load_settings(
+        overrides={
+            "channels.google.system_intents": mapping,
+            "channels.dialogflow_es.system_intents": {"actions.intent.MEDIA_STATUS_FINISHED": "es_over"},
+        }
+    )
+    finished = [{"name": "MEDIA_STATUS", "extension": ext("MediaStatus", status="FINISHED")}]
+    body = v2_request("", intent="actions.intent.MEDIA_STATUS", arguments=finished)
+    request: Any = None  # the Google and ES channels decide from the body alone
+    assert GoogleChannel(settings).decode(request, body)[1].payload == '/over{"status": "FINISHED"}'
+    es = dialogflow_request("actions_intent_MEDIA_STATUS", "en", payload=body)
+    assert DialogflowEsChannel(settings).decode(request, es)[1].payload == '/es_over{"status": "FINISHED"}'
+
+
+def test_system_intents_can_be_mapped_from_the_environment() -> None:
+    env = {"GATEWAY_CHANNELS_GOOGLE_SYSTEM_INTENTS": "{actions.intent.LINK: linked}"}
+    assert load_settings(env=env).channels["google"].system_intents == {"actions.intent.LINK": "linked"}
