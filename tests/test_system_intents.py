@@ -181,6 +181,8 @@ def test_dialogflow_option_sends_the_selected_key_not_the_event_name() -> None:
     )
     turn = DF.decode(dialogflow_request("actions_intent_OPTION", "en", payload=payload))
     assert (turn.kind, turn.text, turn.payload) == (TurnKind.MESSAGE, "SELECTION_KEY_TWO", "")
+    assert turn.context["system_intent"] == "actions.intent.OPTION"
+    assert turn.context["arguments"] == {"option": "SELECTION_KEY_TWO"}
 
 
 def test_dialogflow_typed_text_still_comes_from_query_text() -> None:

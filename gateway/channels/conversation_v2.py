@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from gateway.channels import fields, rich, system_intents
 from gateway.channels.context import google_context
@@ -31,6 +31,8 @@ class LegacyInput:
     final: bool = False
     # A follow-up system intent (MEDIA_STATUS, CONFIRMATION...): the bot gets it, not text.
     system: SystemIntent | None = None
+    # More for the bot's metadata (the OPTION intent and its key).
+    context: JSON = field(default_factory=dict)
 
 
 def read_input(app_request: JSON, where: str) -> LegacyInput:
@@ -54,7 +56,9 @@ def read_input(app_request: JSON, where: str) -> LegacyInput:
     if kind is TurnKind.NO_INPUT:
         return LegacyInput(kind, intent, final=_flag(fields.argument(arguments, "IS_FINAL_REPROMPT"), at))
     if intent == "actions.intent.OPTION":
-        return LegacyInput(kind, intent, _text_value(fields.argument(arguments, "OPTION"), at))
+        key = _text_value(fields.argument(arguments, "OPTION"), at)
+        option = {"system_intent": intent, "arguments": {"option": key}}
+        return LegacyInput(kind, intent, key, context=option)  # the key is the user's choice, said
     text = next((q for q in queries if q.strip()), "")
     if not text and kind is TurnKind.MESSAGE:
         text = _text_value(fields.argument(arguments, "text"), at)
@@ -121,7 +125,7 @@ class ConversationV2Codec:
             intent=wanted.intent,
             final=wanted.final,
             echo={"conversationToken": token},
-            context=request_context(self.channel, locale, body, ""),
+            context={**request_context(self.channel, locale, body, ""), **wanted.context},
         )
         return turn if wanted.system is None else system_intents.with_intent(turn, wanted.system)
 

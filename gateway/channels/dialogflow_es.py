@@ -42,12 +42,12 @@ class DialogflowCodec:
         user_locale = fields.string(
             fields.obj(payload, "user", _PAYLOAD + "user"), "locale", _PAYLOAD + "user.locale"
         )
-        kind, text, final, system = TurnKind.MESSAGE, query, False, None
+        kind, text, final, system, extra = TurnKind.MESSAGE, query, False, None, {}
         if "inputs" in payload:
             wanted = read_input(payload, _PAYLOAD)
             if wanted.kind is TurnKind.HEALTH_CHECK:
                 return Turn(TurnKind.HEALTH_CHECK, "", language or user_locale or None, intent=intent)
-            kind, final, system = wanted.kind, wanted.final, wanted.system
+            kind, final, system, extra = wanted.kind, wanted.final, wanted.system, wanted.context
             # An event-triggered request's queryText is the event's name ("actions_intent_OPTION"): the
             # payload's input is what the user did; only typed or spoken text is queryText's to say.
             system_input = wanted.intent.startswith(system_intents.PREFIX) and wanted.intent != TEXT_INTENT
@@ -65,7 +65,7 @@ class DialogflowCodec:
             text=text,
             intent=intent,
             final=final,
-            context=request_context(self.channel, locale, payload, _PAYLOAD),
+            context={**request_context(self.channel, locale, payload, _PAYLOAD), **extra},
         )
         return turn if system is None else system_intents.with_intent(turn, system)
 
