@@ -199,6 +199,12 @@ def test_v2_media_status_without_a_named_status_is_the_generic_intent() -> None:
     assert V2.decode(body).payload == '/media_status{"status": "STATUS_UNSPECIFIED"}'
 
 
+def test_v2_date_without_a_year() -> None:
+    date = {"name": "DATETIME", "datetimeValue": {"date": {"month": 12, "day": 24}}}
+    turn = V2.decode(v2_request("", intent="actions.intent.DATETIME", arguments=[date]))
+    assert turn.payload == '/datetime{"datetime": "--12-24"}'
+
+
 def test_v2_absent_boolean_argument_means_false() -> None:
     turn = V2.decode(v2_request("", intent="actions.intent.PERMISSION", arguments=[]))
     assert turn.payload == '/permission{"permission": false}'
@@ -230,7 +236,7 @@ def test_v2_absent_boolean_argument_means_false() -> None:
         (
             "actions.intent.DATETIME",
             [{"name": "DATETIME", "datetimeValue": {"date": {"year": 2026, "month": 13, "day": 1}}}],
-            "inputs[0].arguments[0].datetimeValue.date.month must be an integer from 1 to 12",
+            "inputs[0].arguments[0].datetimeValue.date.month must be an integer from 0 to 12",
         ),
         (
             "actions.intent.PLACE",

@@ -21,8 +21,9 @@ class ActionsBuilderCodec:
     """handler/intent/scene/session/user request -> session/prompt/scene response.
 
     Routing prefers `session.languageCode` (set once the action asked for `expected.languageCode`)
-    over `user.locale`; a request carrying neither is refused with 400. System intents the gateway
-    does not know (`actions.intent.*`) are refused too; custom Builder intents pass their query on.
+    over `user.locale`; a request carrying neither is refused with 400. System intents are decoded by
+    gateway/channels/system_intents.py; undocumented ones (`actions.intent.*`) are refused, custom Builder
+    intents pass their query on.
     """
 
     channel = "actions_builder"

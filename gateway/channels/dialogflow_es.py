@@ -18,7 +18,8 @@ class DialogflowCodec:
     The Dialogflow session is the conversation. Routing prefers `queryResult.languageCode` (the
     language Dialogflow matched in) over the payload's `user.locale`; with neither the request is
     refused with 400. When the payload holds Google's inputs they decide the turn (welcome, cancel,
-    no-input, health check) exactly as in the legacy conversation webhook.
+    no-input, health check, system intents) exactly as in the legacy conversation webhook; an
+    event-triggered request's queryText (the event's name) is then not what the user said.
     """
 
     channel = "dialogflow"

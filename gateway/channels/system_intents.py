@@ -85,15 +85,17 @@ def _number(parent: JSON, key: str, where: str, lo: int, hi: int) -> int:
 
 
 def _datetime(arg: JSON, at: str) -> str | None:
-    """GoogleActionsV2DateTime as ISO 8601: "2026-11-29", "2026-11-29T15:30:00" or "T15:30:00"."""
+    """GoogleActionsV2DateTime as ISO 8601: "2026-11-29", "2026-11-29T15:30:00", "T15:30:00", or "--11-29"
+    for a date without a year (google.type.Date: 0 means unspecified)."""
     where = f"{at}.datetimeValue"
     value = fields.obj(arg, "datetimeValue", where)
     date, time = fields.obj(value, "date", f"{where}.date"), fields.obj(value, "time", f"{where}.time")
     out = ""
     if date:
         d = f"{where}.date"
-        out = f"{_number(date, 'year', d, 1, 9999):04d}-{_number(date, 'month', d, 1, 12):02d}-"
-        out += f"{_number(date, 'day', d, 1, 31):02d}"
+        year = _number(date, "year", d, 0, 9999)
+        out = f"{year:04d}-" if year else "--"
+        out += f"{_number(date, 'month', d, 0, 12):02d}-{_number(date, 'day', d, 0, 31):02d}"
     if time:
         t = f"{where}.time"
         out += f"T{_number(time, 'hours', t, 0, 24):02d}:{_number(time, 'minutes', t, 0, 59):02d}:"
@@ -210,11 +212,11 @@ def v3_system_intent(name: str, body: JSON) -> SystemIntent | None:
     return SystemIntent(name, {"status": status}, {"media": details} if details else {})
 
 
-def with_intent(turn: Turn, system: SystemIntent, overrides: Mapping[str, str] | None = None) -> Turn:
-    """`turn` carrying `system` to the bot: its payload and its metadata."""
+def with_intent(turn: Turn, system: SystemIntent) -> Turn:
+    """`turn` carrying `system` to the bot (its default intent; see `configured`) and its metadata."""
     return dataclasses.replace(
         turn,
-        payload=payload(rasa_intent(system.name, overrides), system.entities),
+        payload=payload(rasa_intent(system.name), system.entities),
         context={**turn.context, **system.context()},
     )
 
