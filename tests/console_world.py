@@ -16,6 +16,9 @@ from tests.support import GatewayProcess, RedisServer, free_port, train_variant
 TOKEN = "console-tests-admin-token-0123456789"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 NEW_GREETING = "Hi from the second English model."
+# The second model greets with a picture too (the simulator's image card). example.com is reserved: no
+# real image lives there; the browser tests answer for it (see test_console_browser.py).
+GREETING_IMAGE = "https://example.com/console-tests/greeting.svg"
 
 
 @dataclass(frozen=True)
@@ -33,7 +36,7 @@ CORRUPT = "19980101T000000Z-corrupt00000.tar.gz"
 
 def models_with_variant(models: dict[str, Path], folder: Path) -> tuple[Path, str]:
     """A models dir with every current model plus a second English one (older name: v1 stays current)."""
-    v2 = train_variant("en", "utter_greet", NEW_GREETING, model_cache())
+    v2 = train_variant("en", "utter_greet", NEW_GREETING, model_cache(), image=GREETING_IMAGE)
     for lang in LANGS:
         (folder / lang).mkdir(parents=True)
         shutil.copy2(models[lang], folder / lang / models[lang].name)
