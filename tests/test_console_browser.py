@@ -324,7 +324,7 @@ def test_health_shows_bots_swaps_and_a_request_chart(page: Page, world: ConsoleW
 
 
 def test_restart_forgets_the_conversation_and_new_conversation_starts_another(
-    page: Page, world: ConsoleWorld
+    page: Page, world: ConsoleWorld, shots: Path
 ) -> None:
     sign_in(page)
     session = new_conversation(page, "en-US")
@@ -341,6 +341,7 @@ def test_restart_forgets_the_conversation_and_new_conversation_starts_another(
     expect(chat).to_have_attribute("data-session", session)  # the same conversation, forgotten
     expect(page.locator("#sim-request")).to_contain_text('"query": "/restart"')
     expect(page.locator("#sim-text")).to_be_enabled()
+    page.screenshot(path=str(shots / "simulator-restart.png"), full_page=True)
 
     events = tracker_events(world, f"en:{session}")
     kinds = [event["event"] for event in events]
