@@ -43,8 +43,10 @@ function bubble(who, ...children) {
 }
 
 function image(picture) {
-  const url = typeof picture.url === "string" && /^https?:\/\//i.test(picture.url) ? picture.url : null;
-  return url ? el("img", { src: url, alt: picture.alt || "", className: "card-image" }) : null;
+  // Only https images load (the console's CSP, as on Assistant); any other URL is named, not fetched.
+  const url = typeof picture.url === "string" ? picture.url : "";
+  if (/^https:\/\//i.test(url)) return el("img", { src: url, alt: picture.alt || "", className: "card-image" });
+  return url ? el("p", { className: "meta", text: `image not shown (not https): ${url}` }) : null;
 }
 
 function render(response) {
@@ -65,7 +67,7 @@ function render(response) {
   const picture = content.image ? image(content.image) : null;
   if (picture) {
     // Assistant shows a lone image as a card of its own under the text; the alt text is its caption
-    // for screen readers. Only http(s) URLs reach a page (anything else could run or read locally).
+    // for screen readers.
     parts.push(el("div", { className: "card image-card" }, picture));
   }
   bubble("bot", ...parts);
