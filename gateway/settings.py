@@ -73,6 +73,10 @@ class ServerSettings:
     running_turns: int = 1
     inference: str = "loop"
     graph_runner: str = "sequential"
+    # Console's replica list: this process's name (default: the host name; ":<pid>" is always added) and
+    # how often it republishes which model it answers with (gateway/storage/replicas.py).
+    replica_name: str | None = None
+    heartbeat_seconds: float = 5.0
     # Management listener (/metrics, /bots, /admin/*, /console/): off while the port is None.
     management_host: str | None = None
     management_port: int | None = None
@@ -418,6 +422,17 @@ class _Reader:
         return path if path.is_absolute() else base / path
 
 
+_REPLICA_NAME_RE = re.compile(r"^[A-Za-z0-9._-]{1,100}$")
+
+
+def _replica_name(s: _Reader) -> str | None:
+    """server.replica_name: shown in the console's replica list (and part of a Redis key), so plain."""
+    name = s.str_("replica_name", optional=True)
+    if name is not None and not _REPLICA_NAME_RE.match(name):
+        raise s.fail("replica_name", name, "1..100 letters, digits, dots, dashes or underscores, or null")
+    return name  # type: ignore[no-any-return]
+
+
 def _management_listener(s: _Reader) -> dict[str, Any]:
     """server.management_host/port: both None (off), or where /metrics, /bots and /admin/* are served."""
     host = s.str_("management_host", optional=True)
@@ -521,6 +536,8 @@ def _build(raw: Mapping[str, Any], base: Path) -> Settings:
         running_turns=s.int_("running_turns", 1, 0, 1024),
         inference=s.choice("inference", "loop", ("loop", "thread")),
         graph_runner=s.choice("graph_runner", "sequential", ("sequential", "dask")),
+        replica_name=_replica_name(s),
+        heartbeat_seconds=s.float_("heartbeat_seconds", 5.0, 0.1, 300.0),
         **_management_listener(s),
     )
     for lang, bot in bots.items():  # an action runs inside the turn's deadline, never past it

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
@@ -83,9 +84,12 @@ async def channel_webhook(request: web.Request, channel: Channel) -> web.Respons
     return await webhook_turn(request, started, channel)
 
 
-async def webhook_turn(request: web.Request, started: float, channel: Channel | None = None) -> web.Response:
+async def webhook_turn(
+    request: web.Request, started: float, channel: Channel | None = None, payload: str = ""
+) -> web.Response:
     """One webhook exchange once the caller is admitted (a channel's own check, or the console's
-    simulator, which speaks Google's shape)."""
+    simulator, which speaks Google's shape). `payload`: a Rasa message the gateway sends in place of a
+    message turn's text (the simulator's Restart; never from the request body)."""
     app = request.app
     settings = app[appkeys.SETTINGS]
     if channel is None:
@@ -98,6 +102,8 @@ async def webhook_turn(request: web.Request, started: float, channel: Channel | 
         await channel.accept(request, raw, body)
         codec, turn = channel.decode(request, body)
         note.channel = codec.channel
+        if payload and turn.kind is TurnKind.MESSAGE:
+            turn = dataclasses.replace(turn, payload=payload)
     except Refused as exc:
         return _refused(request, channel, exc)
     except BadRequest as exc:
