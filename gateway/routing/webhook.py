@@ -14,7 +14,7 @@ from aiohttp import web
 from gateway import appkeys, metrics
 from gateway.agents.pool import Bot
 from gateway.auth.admin import refusal_response
-from gateway.channels import rich
+from gateway.channels import passthrough, rich
 from gateway.channels.channel import Channel
 from gateway.channels.google import GoogleChannel
 from gateway.channels.protocol import JSON, Reply, Turn, TurnKind
@@ -219,10 +219,8 @@ def _ends(messages: list[JSON], ending_actions: frozenset[str]) -> bool:
         if message.get("utter_action") in ending_actions:
             return True
         custom = message.get("custom")
-        if isinstance(custom, dict):
-            google = custom.get("google")
-            if isinstance(google, dict) and google.get("expectUserResponse") is False:
-                return True
+        if isinstance(custom, dict) and passthrough.ends(custom.get("google")):
+            return True
     return False
 
 
