@@ -84,7 +84,7 @@ def dialogflow_request(
     }
 
 
-# Google's response shapes, one schema file each (written from the official types), sharing google_legacy.json.
+# Google's response shapes: one schema file each, from the official types, sharing google_legacy.json.
 GOOGLE_SCHEMAS = ("actions_builder", "conversation_v2", "dialogflow")
 
 

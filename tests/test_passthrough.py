@@ -234,8 +234,8 @@ def test_scene_next_gets_the_requests_scene_name_and_is_dropped_in_legacy(
     assert out["actions_builder"]["scene"] == {"name": "Main", "slots": {}, "next": {"name": "Checkout"}}
     assert "scene" not in out["conversation_v2"]
     assert [r.getMessage() for r in caplog.records] == [
-        "bot for en-US: custom.google scene.next cannot be sent in a conversation_v2 response; dropped",
-        "bot for en-US: custom.google scene.next cannot be sent in a dialogflow response; dropped",
+        "bot for en-US: custom.google scene.next cannot be sent in conversation_v2 responses; dropped",
+        "bot for en-US: custom.google scene.next cannot be sent in dialogflow responses; dropped",
     ]
 
 
@@ -277,7 +277,7 @@ def test_user_params_and_user_storage_are_the_same_thing_in_each_shape() -> None
     assert legacy["actions_builder"]["user"] == {"params": {"visits": 3}}
 
 
-def test_reset_user_storage_clears_the_requests_user_params_in_v3_and_writes_empty_storage_in_dialogflow() -> (
+def test_reset_user_storage_nulls_the_requests_user_params_in_v3_and_writes_empty_storage_in_dialogflow() -> (
     None
 ):
     out = encode_all([{"text": "Forgotten"}, custom({"resetUserStorage": True})])
@@ -308,11 +308,12 @@ def test_everything_a_shape_cannot_carry_is_named_in_one_warning(caplog: pytest.
     assert out["actions_builder"]["home"] == {"params": {"lamp": "on"}}
     messages = [r.getMessage() for r in caplog.records]
     assert messages == [
-        "bot for en-US: custom.google prompt.bogus, unknown cannot be sent in a actions_builder response; dropped",
-        "bot for en-US: custom.google home.params, prompt.bogus, prompt.canvas, unknown cannot be sent in a "
-        "conversation_v2 response; dropped",
-        "bot for en-US: custom.google home.params, prompt.bogus, prompt.canvas, unknown cannot be sent in a "
-        "dialogflow response; dropped",
+        "bot for en-US: custom.google prompt.bogus, unknown cannot be sent in actions_builder responses; "
+        "dropped",
+        "bot for en-US: custom.google home.params, prompt.bogus, prompt.canvas, unknown cannot be sent in "
+        "conversation_v2 responses; dropped",
+        "bot for en-US: custom.google home.params, prompt.bogus, prompt.canvas, unknown cannot be sent in "
+        "dialogflow responses; dropped",
     ]
 
 

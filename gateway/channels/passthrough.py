@@ -285,7 +285,7 @@ def warn(turn: Turn, channel: str, dropped: Iterable[str]) -> None:
     names = sorted(set(dropped))
     if names:
         logger.warning(
-            "bot for %s: custom.google %s cannot be sent in a %s response; dropped",
+            "bot for %s: custom.google %s cannot be sent in %s responses; dropped",
             turn.locale or "?",
             ", ".join(names),
             channel,
