@@ -17,8 +17,9 @@ from gateway.errors import BadRequest
 
 # Key of session.params the gateway keeps for itself (chip memory): never shown to, or written by, a bot.
 GATEWAY_KEY = "_gateway"
-# Each params object a request carries, serialised (Google's own userStorage limit is 10k bytes).
-MAX_PARAMS_BYTES = 64 * 1024
+# Each params object a request carries, serialised: metadata is stored with every user event of the
+# tracker, so it is kept small (Google's own userStorage limit is 10k bytes).
+MAX_PARAMS_BYTES = 16 * 1024
 USER_STORAGE_MAX_BYTES = 10_000
 
 
