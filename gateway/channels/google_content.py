@@ -42,6 +42,11 @@ def _url(value: Any) -> str:
     return value if isinstance(value, str) and value.startswith(("https://", "http://")) else ""
 
 
+def _https(value: Any) -> str:
+    """Google plays media only from public HTTPS URLs."""
+    return value if isinstance(value, str) and value.startswith("https://") else ""
+
+
 # --- images and links -----------------------------------------------------------------------------
 
 
@@ -122,7 +127,7 @@ def _card_to_v3(card: JSON, where: str, dropped: list[str]) -> JSON | None:
 
 
 def _media_object_to_v3(source: JSON) -> JSON | None:
-    url = _url(source.get("contentUrl"))
+    url = _https(source.get("contentUrl"))
     if not url:
         return None
     out = _copy(source, ("name", "description")) | {"url": url}
@@ -242,7 +247,7 @@ def _media_to_v2(media: JSON, where: str, dropped: list[str]) -> JSON | None:
         return None
     objects = []
     for source in items(media.get("mediaObjects")):
-        url = _url(source.get("url"))
+        url = _https(source.get("url"))
         if not url:
             continue
         entry = _copy(source, ("name", "description")) | {"contentUrl": url}
