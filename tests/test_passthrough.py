@@ -358,3 +358,107 @@ def test_user_storage_over_googles_limit_is_not_written(caplog: pytest.LogCaptur
         body = V2.encode(TURN, Reply([{"text": "Hi"}, custom({"user": {"params": big}})]))
     assert "userStorage" not in body
     assert "user.params (over 10k bytes)" in caplog.records[0].getMessage()
+
+
+# --- every rich item, both directions -----------------------------------------------------------------------
+
+TILES_V3 = [
+    {
+        "title": f"T{i}",
+        "description": "d",
+        "openUriAction": {"url": f"https://x.org/{i}"},
+        "image": {"url": COVER, "alt": "c"},
+    }
+    for i in (1, 2)
+]
+TILES_V2 = [
+    {
+        "title": f"T{i}",
+        "description": "d",
+        "openUrlAction": {"url": f"https://x.org/{i}"},
+        "image": {"url": COVER, "accessibilityText": "c"},
+    }
+    for i in (1, 2)
+]
+PAIRS = [
+    (
+        {
+            "card": {
+                "title": "T",
+                "subtitle": "S",
+                "text": "Body",
+                "image": {"url": COVER, "alt": "c"},
+                "imageFill": "WHITE",
+            }
+        },
+        {
+            "basicCard": {
+                "title": "T",
+                "subtitle": "S",
+                "formattedText": "Body",
+                "image": {"url": COVER, "accessibilityText": "c"},
+                "imageDisplayOptions": "WHITE",
+            }
+        },
+    ),
+    (
+        {
+            "table": {
+                "title": "T",
+                "columns": [{"header": "H", "align": "TRAILING"}],
+                "rows": [{"cells": [{"text": "1"}]}],
+                "button": {"name": "More", "open": {"url": "https://x.org"}},
+            }
+        },
+        {
+            "tableCard": {
+                "title": "T",
+                "columnProperties": [{"header": "H", "horizontalAlignment": "TRAILING"}],
+                "rows": [{"cells": [{"text": "1"}]}],
+                "buttons": [{"title": "More", "openUrlAction": {"url": "https://x.org"}}],
+            }
+        },
+    ),
+    (
+        {"collectionBrowse": {"items": TILES_V3, "imageFill": "CROPPED"}},
+        {"carouselBrowse": {"items": TILES_V2, "imageDisplayOptions": "CROPPED"}},
+    ),
+]
+
+
+@pytest.mark.parametrize(("content", "item"), PAIRS, ids=lambda p: next(iter(p)))
+def test_each_rich_item_translates_both_ways(content: dict[str, Any], item: dict[str, Any]) -> None:
+    from_v3 = encode_all([{"text": "See"}, custom({"prompt": {"content": content}})])
+    assert from_v3["actions_builder"]["prompt"]["content"] == content
+    assert rich_response(from_v3["conversation_v2"])["items"][-1] == item
+    from_legacy = encode_all([{"text": "See"}, custom({"richResponse": {"items": [item]}})])
+    assert from_legacy["actions_builder"]["prompt"]["content"] == content
+    assert rich_response(from_legacy["dialogflow"])["items"][-1] == item
+
+
+def test_a_v3_image_is_a_basic_card_in_legacy_shapes() -> None:
+    out = encode_all(
+        [{"text": "See"}, custom({"prompt": {"content": {"image": {"url": COVER, "alt": "c"}}}})]
+    )
+    assert rich_response(out["conversation_v2"])["items"][-1] == {
+        "basicCard": {"image": {"url": COVER, "accessibilityText": "c"}, "imageDisplayOptions": "DEFAULT"}
+    }
+
+
+def test_an_invalid_item_is_dropped_in_every_shape_with_a_warning(caplog: pytest.LogCaptureFixture) -> None:
+    plain_http = {"mediaType": "AUDIO", "mediaObjects": [{"name": "x", "url": "http://example.com/a.mp3"}]}
+    with caplog.at_level(logging.WARNING, logger="gateway.channels.passthrough"):
+        out = encode_all([{"text": "Hi"}, custom({"prompt": {"content": {"media": plain_http}}})])
+    assert "content" not in out["actions_builder"]["prompt"]
+    assert len(rich_response(out["conversation_v2"])["items"]) == 1
+    assert len(caplog.records) == 3 and all("prompt.content.media" in r.getMessage() for r in caplog.records)
+
+
+def test_a_media_status_ack_exists_in_v3_only(caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level(logging.WARNING, logger="gateway.channels.passthrough"):
+        out = encode_all(
+            [{"text": "Ok"}, custom({"prompt": {"content": {"media": {"mediaType": "MEDIA_STATUS_ACK"}}}})]
+        )
+    assert out["actions_builder"]["prompt"]["content"] == {"media": {"mediaType": "MEDIA_STATUS_ACK"}}
+    assert len(rich_response(out["dialogflow"])["items"]) == 1
+    assert len(caplog.records) == 2

@@ -111,7 +111,11 @@ def _read_v3(google: JSON, custom: Custom) -> None:
             if bubble is not None:
                 custom.simples.append(bubble)
         elif key == "content":
-            _set_content(custom, gc.v3_content(value, where, custom.dropped_v3), where)
+            dropped: list[str] = []  # what the content lost is lost in every shape
+            content = gc.v3_content(value, where, dropped)
+            custom.dropped_v3.extend(dropped)
+            custom.dropped_legacy.extend(dropped)
+            _set_content(custom, content, where)
         elif key == "suggestions":
             custom.chips.extend(_titles(value))
         elif key == "link":
@@ -203,7 +207,11 @@ def _read_legacy(google: JSON, custom: Custom) -> None:
             custom.item = item  # legacy only
             custom.dropped_v3.append(where)
         else:
-            custom.content = gc.to_content(item, where, custom.dropped_v3)
+            # The legacy answer carries the item re-read through the v3 form, so both lose the same fields.
+            dropped: list[str] = []
+            custom.content = gc.to_content(item, where, dropped)
+            custom.dropped_v3.extend(dropped)
+            custom.dropped_legacy.extend(dropped)
             if custom.content is not None:
                 custom.item = gc.to_item(custom.content, where, custom.dropped_legacy)
     custom.chips.extend(_titles(response.get("suggestions")))
