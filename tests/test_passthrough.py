@@ -13,7 +13,7 @@ from gateway.channels.actions_builder import ActionsBuilderCodec
 from gateway.channels.conversation_v2 import ConversationV2Codec
 from gateway.channels.dialogflow_es import DialogflowCodec
 from gateway.channels.protocol import Reply, Turn, TurnKind
-from gateway.routing.webhook import _ends
+from gateway.routing.webhook import _ends, never_silent
 from tests.shapes import schema_errors
 
 V3, V2, DF = ActionsBuilderCodec(), ConversationV2Codec(), DialogflowCodec()
@@ -462,3 +462,17 @@ def test_a_media_status_ack_exists_in_v3_only(caplog: pytest.LogCaptureFixture) 
     assert out["actions_builder"]["prompt"]["content"] == {"media": {"mediaType": "MEDIA_STATUS_ACK"}}
     assert len(rich_response(out["dialogflow"])["items"]) == 1
     assert len(caplog.records) == 2
+
+
+def test_a_bot_speaking_only_through_custom_google_is_not_silent() -> None:
+    media_only = [custom(V3_MEDIA)]
+    assert never_silent(media_only, "Sorry, nothing to say.") == media_only
+    out = encode_all(media_only)
+    assert out["actions_builder"]["prompt"]["firstSimple"]["speech"] == "Here is the song."
+    assert [next(iter(i)) for i in rich_response(out["conversation_v2"])["items"]] == [
+        "simpleResponse",
+        "mediaResponse",
+    ]
+    assert out["dialogflow"]["fulfillmentText"] == "Here is the song."
+    silent = [custom({"prompt": {"content": {"image": {"url": COVER, "alt": "c"}}}})]
+    assert never_silent(silent, "Sorry, nothing to say.")[-1] == {"text": "Sorry, nothing to say."}

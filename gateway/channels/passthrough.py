@@ -75,6 +75,11 @@ def ends(google: Any) -> bool:
     return google.get("expectUserResponse") is False or scene_next == END_SCENE
 
 
+def speaks(messages: Iterable[JSON]) -> bool:
+    """Whether a custom.google of `messages` has a simple response of its own (the bot said something)."""
+    return bool(read(rich.google_payload(messages)).simples)
+
+
 def read(google: JSON) -> Custom:
     """`google` (every custom.google of a reply, merged) read into one Custom."""
     custom = Custom()

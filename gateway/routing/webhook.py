@@ -189,8 +189,11 @@ async def answer(
 
 def never_silent(messages: list[JSON], empty_prompt: str) -> list[JSON]:
     """`messages` with the language's empty prompt added when none of them says anything."""
-    # Images, chips and custom payloads alone are no prompt: Google needs a simple response first.
-    return messages if rich.texts(messages) else [*messages, {"text": empty_prompt}]
+    # Images, chips and custom payloads alone are no prompt: Google needs a simple response first. A
+    # custom.google simple response (firstSimple, a simpleResponse item) is one.
+    if rich.texts(messages) or passthrough.speaks(messages):
+        return messages
+    return [*messages, {"text": empty_prompt}]
 
 
 def sender_id(lang: str, session_id: str, namespace: str = "") -> str:
