@@ -136,12 +136,14 @@ def next_request(generation: str, session: str, answer: dict[str, Any] | None) -
 
 
 def heard(answer: dict[str, Any]) -> str:
+    """The first thing said, in any of the three shapes."""
     if "prompt" in answer:
         return str(answer["prompt"]["firstSimple"]["speech"])
-    google = answer["payload"]["google"] if "payload" in answer else answer
-    prompt = google["richResponse"] if "payload" in answer else google["expectedInputs"][0]["inputPrompt"]
-    items = prompt["items"] if "payload" in answer else prompt["richInitialPrompt"]["items"]
-    return str(items[0]["simpleResponse"]["textToSpeech"])
+    if "payload" in answer:
+        response = answer["payload"]["google"]["richResponse"]
+    else:
+        response = answer["expectedInputs"][0]["inputPrompt"]["richInitialPrompt"]
+    return str(response["items"][0]["simpleResponse"]["textToSpeech"])
 
 
 @pytest.mark.parametrize("bot_shape", ["v3", "legacy"])
@@ -161,3 +163,28 @@ async def test_what_a_bot_stores_for_the_user_comes_back_on_the_next_request(
             assert status == 200, answer
             assert schema_errors(generation, answer) == []
             assert heard(answer) == f"visit {visit}"
+
+
+async def test_v3_session_params_a_bot_writes_come_back_merged_with_the_requests(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async def run(dispatcher: Any, tracker: Any, domain: Any) -> list[Any]:
+        seen = tracker.latest_message.get("metadata", {}).get("session_params", {})
+        assert "_gateway" not in seen  # the gateway's own key is never the bot's
+        turns = int(seen.get("turns", 0)) + 1
+        written = {"google": {"session": {"params": {"turns": turns}}}}
+        dispatcher.utter_message(text=f"turn {turns}", json_message=written)
+        return []
+
+    async with running_gateway(settings) as client:
+        endpoint = client.server.app[appkeys.POOL].get("en").require_model().agent.processor.action_endpoint
+        assert isinstance(endpoint, InProcessActions)
+        monkeypatch.setitem(endpoint.code.executor.actions, "action_opening_status", run)
+        session, carried = f"turns-{uuid.uuid4().hex}", {"_gateway": {"kept": True}, "cart": ["soup"]}
+        for turn in (1, 2):
+            status, answer = await post(client, builder_request(ASK_OPEN, "en-US", session, params=carried))
+            assert status == 200, answer
+            assert heard(answer) == f"turn {turn}"
+            carried = answer["session"]["params"]
+            assert {k: carried[k] for k in ("cart", "turns")} == {"cart": ["soup"], "turns": turn}
+            assert "_gateway" in carried  # the request's own key travels on untouched by the bot
