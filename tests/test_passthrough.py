@@ -476,3 +476,20 @@ def test_a_bot_speaking_only_through_custom_google_is_not_silent() -> None:
     assert out["dialogflow"]["fulfillmentText"] == "Here is the song."
     silent = [custom({"prompt": {"content": {"image": {"url": COVER, "alt": "c"}}}})]
     assert never_silent(silent, "Sorry, nothing to say.")[-1] == {"text": "Sorry, nothing to say."}
+
+
+def test_fields_outside_the_official_v3_objects_are_dropped_by_name(caplog: pytest.LogCaptureFixture) -> None:
+    written = {
+        "user": {"params": {"a": 1}, "locale": "en-US"},
+        "device": {"timeZone": {"id": "Europe/Paris"}, "screen": 1},
+        "prompt": {"canvas": {"url": "https://example.com/c", "html": "<b>"}},
+    }
+    with caplog.at_level(logging.WARNING, logger="gateway.channels.passthrough"):
+        body = V3.encode(TURN, Reply([{"text": "Hi"}, custom(written)]))
+    assert schema_errors("actions_builder", body) == []
+    assert body["device"] == {"timeZone": {"id": "Europe/Paris"}}
+    assert body["prompt"]["canvas"] == {"url": "https://example.com/c"}
+    assert caplog.records[0].getMessage() == (
+        "bot for en-US: custom.google device.screen, prompt.canvas.html, user.locale cannot be sent in "
+        "actions_builder responses; dropped"
+    )

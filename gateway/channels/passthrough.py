@@ -63,8 +63,12 @@ class Custom:
     dropped_legacy: list[str] = field(default_factory=list)
 
     def drop(self, name: str) -> None:
-        self.dropped_v3.append(name)
-        self.dropped_legacy.append(name)
+        self.drop_each((name,))
+
+    def drop_each(self, names: Iterable[str]) -> None:
+        for name in names:
+            self.dropped_v3.append(name)
+            self.dropped_legacy.append(name)
 
 
 def ends(google: Any) -> bool:
@@ -133,6 +137,10 @@ def _read_v3(google: JSON, custom: Custom) -> None:
         elif (key in ("canvas", "orderUpdate") and isinstance(value, dict)) or (
             key == "override" and value is True
         ):
+            if key == "canvas":
+                canvas = gc.obj(value)
+                custom.drop_each(f"{where}.{k}" for k in canvas if k not in _CANVAS_FIELDS)
+                value = {k: v for k, v in canvas.items() if k in _CANVAS_FIELDS}
             custom.v3.setdefault("prompt", {})[key] = value
             custom.dropped_legacy.append(where)
         elif key != "override":
@@ -140,7 +148,21 @@ def _read_v3(google: JSON, custom: Custom) -> None:
     _read_v3_state(google, custom)
 
 
+# What a v3 response object may carry from a bot (scene.name always comes from the request).
+_V3_FIELDS = {
+    "scene": ("name", "slots", "next"),
+    "session": ("params",),
+    "user": ("params",),
+    "home": ("params",),
+    "expected": ("speech", "languageCode"),
+    "device": ("capabilities", "currentLocation", "timeZone"),
+}
+_CANVAS_FIELDS = ("url", "data", "suppressMic", "enableFullScreen", "continueTtsDuringTouch")
+
+
 def _read_v3_state(google: JSON, custom: Custom) -> None:
+    for name, known in _V3_FIELDS.items():
+        custom.drop_each(f"{name}.{key}" for key in gc.obj(google.get(name)) if key not in known)
     scene = gc.obj(google.get("scene"))
     next_name = gc.obj(scene.get("next")).get("name")
     if next_name == END_SCENE:
@@ -179,8 +201,9 @@ def _read_v3_state(google: JSON, custom: Custom) -> None:
     if isinstance(expected.get("languageCode"), str) and expected["languageCode"]:
         custom.v3.setdefault("expected", {})["languageCode"] = expected["languageCode"]
         custom.dropped_legacy.append("expected.languageCode")
-    if gc.obj(google.get("device")):
-        custom.v3["device"] = google["device"]
+    device = {k: v for k, v in gc.obj(google.get("device")).items() if k in _V3_FIELDS["device"]}
+    if device:
+        custom.v3["device"] = device
         custom.dropped_legacy.append("device")
 
 
