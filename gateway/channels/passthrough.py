@@ -222,6 +222,11 @@ def _read_legacy(google: JSON, custom: Custom) -> None:
     if google.get("expectUserResponse") is False:
         custom.end = True
     response = gc.obj(google.get("richResponse"))
+    known = ("items", "suggestions", "linkOutSuggestion")
+    custom.drop_each(f"richResponse.{key}" for key in response if key not in known)
+    for key, kind in (("userStorage", str), ("systemIntent", dict), ("noInputPrompts", list)):
+        if key in google and not isinstance(google[key], kind):
+            custom.drop(key)
     for index, item in enumerate(gc.items(response.get("items"))):
         where = f"richResponse.items[{index}]"
         if "simpleResponse" in item:
