@@ -493,3 +493,14 @@ def test_fields_outside_the_official_v3_objects_are_dropped_by_name(caplog: pyte
         "bot for en-US: custom.google device.screen, prompt.canvas.html, user.locale cannot be sent in "
         "actions_builder responses; dropped"
     )
+
+
+def test_no_card_goes_with_an_option_select(caplog: pytest.LogCaptureFixture) -> None:
+    system = {"intent": "actions.intent.OPTION", "data": {"@type": "type.googleapis.com/x"}}
+    card = {"basicCard": {"formattedText": "x"}}
+    with caplog.at_level(logging.WARNING, logger="gateway.channels.passthrough"):
+        out = encode_all(
+            [{"text": "Pick"}, custom({"systemIntent": system, "richResponse": {"items": [card]}})]
+        )
+    assert [next(iter(i)) for i in rich_response(out["conversation_v2"])["items"]] == ["simpleResponse"]
+    assert "basicCard (not allowed with actions.intent.OPTION)" in caplog.records[1].getMessage()

@@ -10,6 +10,8 @@ from gateway.channels import params
 from gateway.channels.passthrough import START_SCENE, Custom, warn
 from gateway.channels.protocol import JSON, Turn
 
+OPTION_INTENT = "actions.intent.OPTION"
+
 
 def v3(out: JSON, custom: Custom, turn: Turn, *, ending: bool) -> JSON:
     """An Actions Builder response completed with the bot's v3 fields."""
@@ -52,6 +54,10 @@ def legacy_rich(response: JSON, custom: Custom, dropped: list[str], *, ending: b
     if item is not None and "mediaResponse" in item and not ending and not response.get("suggestions"):
         # Google: a media response needs suggestion chips while the conversation goes on.
         dropped.append("mediaResponse (needs suggestion chips while the conversation goes on)")
+        item = None
+    if item is not None and custom.legacy.get("systemIntent", {}).get("intent") == OPTION_INTENT:
+        # RichResponse: cards may not be used with actions.intent.OPTION (a list or carousel select).
+        dropped.append(f"{next(iter(item))} (not allowed with {OPTION_INTENT})")
         item = None
     if item is not None and response["items"]:
         response["items"].append(item)
