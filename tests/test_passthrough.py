@@ -466,7 +466,9 @@ def test_a_media_status_ack_exists_in_v3_only(caplog: pytest.LogCaptureFixture) 
 
 def test_a_bot_speaking_only_through_custom_google_is_not_silent() -> None:
     media_only = [custom(V3_MEDIA)]
-    assert never_silent(media_only, "Sorry, nothing to say.") == media_only
+    assert never_silent(media_only, "Sorry, nothing to say.", google=True) == media_only
+    # elsewhere (REST, Dialogflow CX, Alexa) custom.google is not rendered: the empty prompt is added
+    assert never_silent(media_only, "Sorry, nothing to say.")[-1] == {"text": "Sorry, nothing to say."}
     out = encode_all(media_only)
     assert out["actions_builder"]["prompt"]["firstSimple"]["speech"] == "Here is the song."
     assert [next(iter(i)) for i in rich_response(out["conversation_v2"])["items"]] == [
@@ -475,7 +477,9 @@ def test_a_bot_speaking_only_through_custom_google_is_not_silent() -> None:
     ]
     assert out["dialogflow"]["fulfillmentText"] == "Here is the song."
     silent = [custom({"prompt": {"content": {"image": {"url": COVER, "alt": "c"}}}})]
-    assert never_silent(silent, "Sorry, nothing to say.")[-1] == {"text": "Sorry, nothing to say."}
+    assert never_silent(silent, "Sorry, nothing to say.", google=True)[-1] == {
+        "text": "Sorry, nothing to say."
+    }
 
 
 def test_fields_outside_the_official_v3_objects_are_dropped_by_name(caplog: pytest.LogCaptureFixture) -> None:
