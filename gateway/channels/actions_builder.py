@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from gateway.channels import fields, rich, system_intents
+from gateway.channels import fields, params, passthrough, passthrough_write, system_intents
 from gateway.channels.context import google_context
 from gateway.channels.protocol import JSON, Reply, Turn, TurnKind
 from gateway.errors import BadRequest
@@ -50,11 +50,10 @@ class ActionsBuilderCodec:
             # Google's health check: answered with {} and no other work, whatever else the body holds.
             return Turn(TurnKind.HEALTH_CHECK, "", language or user_locale or None, handler=handler)
         session_id = fields.session_id(fields.string(session, "id", "session.id"), "session.id")
-        params = fields.obj(session, "params", "session.params")
+        session_params = fields.obj(session, "params", "session.params")
         locale = fields.locale((language, "session.languageCode"), (user_locale, "user.locale"))
         intent = fields.obj(body, "intent", "intent")
         name = fields.string(intent, "name", "intent.name")
-        fields.obj(intent, "params", "intent.params")
         query = fields.string(intent, "query", "intent.query")
         scene = fields.string(fields.obj(body, "scene", "scene"), "name", "scene.name")
         kind = _kind(name)
@@ -65,10 +64,13 @@ class ActionsBuilderCodec:
             text=query,
             intent=name,
             handler=handler,
-            session_params=params,
+            session_params=session_params,
             final=name == "actions.intent.NO_INPUT_FINAL",
             echo={"scene": scene},
-            context=google_context(self.channel, locale, user, fields.obj(body, "device", "device"), {}),
+            context={
+                **google_context(self.channel, locale, user, fields.obj(body, "device", "device"), {}),
+                **params.v3_params(body, session, user),
+            },
         )
         system = system_intents.v3_system_intent(name, body)
         return turn if system is None else system_intents.with_intent(turn, system)
@@ -77,7 +79,7 @@ class ActionsBuilderCodec:
         """The response body for `reply`: prompt, session echo, and the end scene when it ends."""
         if turn.kind is TurnKind.HEALTH_CHECK:
             return {}
-        layout = rich.render(reply.messages)
+        layout, custom = passthrough.layout(reply.messages)
         prompt: JSON = {"override": False}
         if layout.simples:
             first = layout.simples[0]
@@ -93,9 +95,7 @@ class ActionsBuilderCodec:
         if reply.end_conversation:
             scene = turn.echo.get("scene") or START_SCENE
             out["scene"] = {"name": scene, "slots": {}, "next": {"name": END_SCENE}}
-        # expectUserResponse is the legacy way to end; here it was already turned into the end scene.
-        passthrough = {k: v for k, v in layout.google.items() if k != "expectUserResponse"}
-        return rich.merge(out, passthrough)
+        return passthrough_write.v3(out, custom, turn, ending=reply.end_conversation)
 
 
 def _kind(name: str) -> TurnKind:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from gateway.channels import fields, rich, system_intents
+from gateway.channels import fields, params, passthrough, passthrough_write, rich, system_intents
 from gateway.channels.context import google_context
 from gateway.channels.protocol import JSON, Reply, Turn, TurnKind
 from gateway.channels.system_intents import SystemIntent
@@ -68,7 +68,10 @@ def read_input(app_request: JSON, where: str) -> LegacyInput:
 def request_context(channel: str, locale: str, app_request: JSON, where: str) -> JSON:
     """The caller's context (gateway/channels/context.py) from an AppRequest's user, device and surface."""
     user, device, surface = (fields.obj(app_request, k, f"{where}{k}") for k in ("user", "device", "surface"))
-    return google_context(channel, locale, user, device, surface, where)
+    return {
+        **google_context(channel, locale, user, device, surface, where),
+        **params.legacy_user_params(user, where),
+    }
 
 
 def _flag(arg: JSON | None, at: str) -> bool:
@@ -131,18 +134,14 @@ class ConversationV2Codec:
 
     def encode(self, turn: Turn, reply: Reply) -> JSON:
         """expectedInputs with a rich initial prompt while the conversation goes on, else finalResponse."""
-        layout = rich.render(reply.messages)
+        layout, custom = passthrough.layout(reply.messages)
         cancel = turn.kind is TurnKind.CANCEL
         max_chars = MAX_CANCEL_CHARS if cancel else rich.SIMPLE_MAX_CHARS
         if cancel:
             layout = rich.Rich(simples=layout.simples[:1], google=layout.google)
-        google = dict(layout.google)
-        google.pop("expectUserResponse", None)
-        custom_rich = google.pop("richResponse", None)
-        system_intent = google.pop("systemIntent", None)
         prompt = rich.legacy_rich_response(layout, with_chips=not reply.end_conversation, max_chars=max_chars)
-        if isinstance(custom_rich, dict):
-            prompt = rich.merge(prompt, custom_rich)
+        dropped: list[str] = []
+        prompt = passthrough_write.legacy_rich(prompt, custom, dropped, ending=reply.end_conversation)
         out: JSON
         if reply.end_conversation:
             out = {"expectUserResponse": False, "finalResponse": {"richResponse": prompt}}
@@ -151,13 +150,8 @@ class ConversationV2Codec:
                 "inputPrompt": {"richInitialPrompt": prompt},
                 "possibleIntents": [{"intent": TEXT_INTENT}],
             }
-            if isinstance(system_intent, dict) and isinstance(system_intent.get("intent"), str):
-                wanted: JSON = {"intent": system_intent["intent"]}
-                if "data" in system_intent:
-                    wanted["inputValueData"] = system_intent["data"]
-                expected["possibleIntents"] = [wanted]
             out = {"expectUserResponse": True, "expectedInputs": [expected]}
         token = turn.echo.get("conversationToken")
         if token is not None:
             out["conversationToken"] = token
-        return rich.merge(out, google)
+        return passthrough_write.v2(out, custom, turn, dropped)

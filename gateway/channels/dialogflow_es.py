@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from gateway.channels import fields, rich, system_intents
+from gateway.channels import fields, params, passthrough, passthrough_write, rich, system_intents
 from gateway.channels.conversation_v2 import TEXT_INTENT, read_input, request_context
 from gateway.channels.protocol import JSON, Reply, Turn, TurnKind
 from gateway.settings import MAX_CANCEL_CHARS
@@ -66,24 +66,29 @@ class DialogflowCodec:
             text=text,
             intent=intent,
             final=final,
-            context={**request_context(self.channel, locale, payload, _PAYLOAD), **extra},
+            context={
+                **request_context(self.channel, locale, payload, _PAYLOAD),
+                **params.dialogflow_params(result),
+                **extra,
+            },
         )
         return turn if system is None else system_intents.with_intent(turn, system)
 
     def encode(self, turn: Turn, reply: Reply) -> JSON:
         """fulfillmentText for any integration, payload.google for the Assistant."""
-        layout = rich.render(reply.messages)
+        layout, custom = passthrough.layout(reply.messages)
         max_chars = rich.SIMPLE_MAX_CHARS
         if turn.kind is TurnKind.CANCEL:
             layout = rich.Rich(simples=layout.simples[:1], google=layout.google)
             max_chars = MAX_CANCEL_CHARS
+        ending = reply.end_conversation
+        dropped: list[str] = []
+        response = rich.legacy_rich_response(layout, with_chips=not ending, max_chars=max_chars)
         google: JSON = {
-            "expectUserResponse": not reply.end_conversation,
-            "richResponse": rich.legacy_rich_response(
-                layout, with_chips=not reply.end_conversation, max_chars=max_chars
-            ),
+            "expectUserResponse": not ending,
+            "richResponse": passthrough_write.legacy_rich(response, custom, dropped, ending=ending),
         }
         return {
             "fulfillmentText": layout.display_text,
-            "payload": {"google": rich.merge(google, layout.google)},
+            "payload": {"google": passthrough_write.dialogflow(google, custom, turn, dropped)},
         }

@@ -7,8 +7,11 @@ The rules (Google's documented limits):
   before the limit (as Google itself does) and marked with an ellipsis; the speech keeps every word;
 - buttons and quick replies become suggestion chips: at most 8, unique, titles cut to 25 characters;
 - the first image becomes the one rich item (v3 `content.image`, legacy `basicCard`);
-- a `custom` payload's `google` object is passed through as-is (merged over what the gateway built);
-  `{"google": {"expectUserResponse": false}}` also ends the conversation.
+- a `custom` payload's `google` objects are merged in order (objects merge, lists append) and passed
+  through per shape by gateway/channels/passthrough.py: written for one shape (v3 or legacy), translated
+  field by field into each response shape, appended to what the gateway built (simple response first,
+  one rich item), what a shape cannot express dropped with one warning;
+  `expectUserResponse: false` or `scene.next` END_CONVERSATION also ends the conversation.
 """
 
 from __future__ import annotations
@@ -165,11 +168,16 @@ def google_payload(messages: Iterable[JSON]) -> JSON:
 
 
 def merge(base: JSON, extra: JSON) -> JSON:
-    """`extra` deep-merged over `base` (objects merge, anything else is replaced); inputs untouched."""
+    """`extra` deep-merged over `base` (objects merge, lists append, anything else is replaced)."""
     out = dict(base)
     for key, value in extra.items():
         current = out.get(key)
-        out[key] = merge(current, value) if isinstance(current, dict) and isinstance(value, dict) else value
+        if isinstance(current, dict) and isinstance(value, dict):
+            out[key] = merge(current, value)
+        elif isinstance(current, list) and isinstance(value, list):
+            out[key] = current + value
+        else:
+            out[key] = value
     return out
 
 

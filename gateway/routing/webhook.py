@@ -15,8 +15,9 @@ from aiohttp import web
 from gateway import appkeys, metrics
 from gateway.agents.pool import Bot
 from gateway.auth.admin import refusal_response
-from gateway.channels import rich, system_intents
+from gateway.channels import passthrough, rich, system_intents
 from gateway.channels.channel import Channel
+from gateway.channels.dialogflow_es_channel import DialogflowEsChannel
 from gateway.channels.google import GoogleChannel
 from gateway.channels.protocol import JSON, Reply, Turn, TurnKind
 from gateway.channels.registry import enabled_channels
@@ -191,14 +192,21 @@ async def answer(
     except Exception:  # a bug inside the bot must not become a 5xx for Google; it is logged in full
         logger.exception("bot %s: turn for %s failed", bot.lang, turn.session_id)
         return Reply([{"text": prompts.unavailable}])
-    messages = never_silent(messages, prompts.empty)
+    messages = never_silent(messages, prompts.empty, google=input_channel in _GOOGLE_SHAPED)
     return Reply(messages, end_conversation=_ends(messages, settings.ending_actions))
 
 
-def never_silent(messages: list[JSON], empty_prompt: str) -> list[JSON]:
+# Channels whose codecs answer in Google's shapes, where custom.google is passed through.
+_GOOGLE_SHAPED = frozenset({GoogleChannel.name, DialogflowEsChannel.name})
+
+
+def never_silent(messages: list[JSON], empty_prompt: str, *, google: bool = False) -> list[JSON]:
     """`messages` with the language's empty prompt added when none of them says anything."""
-    # Images, chips and custom payloads alone are no prompt: Google needs a simple response first.
-    return messages if rich.texts(messages) else [*messages, {"text": empty_prompt}]
+    # Images, chips and custom payloads alone are no prompt: Google needs a simple response first. On
+    # the channels answering in Google's shapes (`google`), a custom.google simple response is one.
+    if rich.texts(messages) or (google and passthrough.speaks(messages)):
+        return messages
+    return [*messages, {"text": empty_prompt}]
 
 
 def sender_id(lang: str, session_id: str, namespace: str = "") -> str:
@@ -227,10 +235,8 @@ def _ends(messages: list[JSON], ending_actions: frozenset[str]) -> bool:
         if message.get("utter_action") in ending_actions:
             return True
         custom = message.get("custom")
-        if isinstance(custom, dict):
-            google = custom.get("google")
-            if isinstance(google, dict) and google.get("expectUserResponse") is False:
-                return True
+        if isinstance(custom, dict) and passthrough.ends(custom.get("google")):
+            return True
     return False
 
 
