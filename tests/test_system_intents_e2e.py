@@ -7,7 +7,6 @@ checks are answered without a bot turn and leave nothing in Redis.
 
 from __future__ import annotations
 
-import json
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -96,6 +95,13 @@ def speech(answer: dict[str, Any]) -> str:
     return str(items[0]["simpleResponse"]["textToSpeech"])
 
 
+def legacy_media_url(rich_response: dict[str, Any]) -> str:
+    """The one media object's URL of a legacy RichResponse (its mediaResponse item)."""
+    media = [item["mediaResponse"] for item in rich_response["items"] if "mediaResponse" in item]
+    assert len(media) == 1, rich_response
+    return str(media[0]["mediaObjects"][0]["contentUrl"])
+
+
 async def test_actions_builder_media_then_media_status_finished(
     client: TestClient, redis_server: RedisServer
 ) -> None:
@@ -121,7 +127,9 @@ async def test_conversation_v2_media_then_media_status(client: TestClient, redis
     status, played = await post(client, v2("zagraj muzykę", session))
     assert status == 200, played
     assert speech(played) in responses("pl", "utter_play_music")
-    assert TRACK_URL in json.dumps(played)  # the media response, in whatever form this shape carries it
+    prompt = played["expectedInputs"][0]["inputPrompt"]["richInitialPrompt"]
+    assert legacy_media_url(prompt) == TRACK_URL
+    assert prompt["suggestions"]  # a legacy media response needs chips while the conversation goes on
     status, finished = await post(
         client, v2("", session, "actions.intent.MEDIA_STATUS", arguments=MEDIA_FINISHED)
     )
@@ -139,7 +147,7 @@ async def test_dialogflow_media_then_media_status_event(
     status, played = await post(client, df("spiel Musik", session))
     assert status == 200, played
     assert speech(played) in responses("de", "utter_play_music")
-    assert TRACK_URL in json.dumps(played)
+    assert legacy_media_url(played["payload"]["google"]["richResponse"]) == TRACK_URL
     event = df("", session, "actions.intent.MEDIA_STATUS", arguments=MEDIA_FINISHED)
     event["queryResult"]["queryText"] = "actions_intent_MEDIA_STATUS"  # what Dialogflow reports for an event
     status, finished = await post(client, event)
