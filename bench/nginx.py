@@ -40,12 +40,15 @@ LUA_ROUTE = """
             local body = ngx.req.get_body_data()
             if not body then
                 ngx.status = 400
+                ngx.header.content_type = "application/json"
                 ngx.say('{"error": "empty body, or larger than client_body_buffer_size"}')
                 return ngx.exit(400)
             end
             local ok, data = pcall(cjson.decode, body)
-            if not ok or type(data) ~= "table" then
+            -- cjson decodes arrays to tables too: refuse them as the proxy does.
+            if not ok or type(data) ~= "table" or string.match(body, "^%s*%[") then
                 ngx.status = 400
+                ngx.header.content_type = "application/json"
                 ngx.say('{"error": "body is not a JSON object"}')
                 return ngx.exit(400)
             end
@@ -95,7 +98,9 @@ def find() -> Nginx | str:
     version = found[1] if found else "(unknown version)"
     modules = _modules(built.stderr)
     if modules is None:
-        return f"nginx {version} has no Lua module (ngx_http_lua_module.so in none of {', '.join(MODULE_DIRS)})"
+        return (
+            f"nginx {version} has no Lua module (ngx_http_lua_module.so in none of {', '.join(MODULE_DIRS)})"
+        )
     nginx = Nginx(binary, modules, version)
     with tempfile.TemporaryDirectory(prefix="bench-nginx-check-") as tmp:
         problem = check(nginx, Path(tmp), {"en": 1})
@@ -160,7 +165,15 @@ http {{
 
 
 def _argv(nginx: Nginx, folder: Path) -> list[str]:
-    return [nginx.binary, "-p", str(folder), "-e", str(folder / "error.log"), "-c", str(folder / "nginx.conf")]
+    return [
+        nginx.binary,
+        "-p",
+        str(folder),
+        "-e",
+        str(folder / "error.log"),
+        "-c",
+        str(folder / "nginx.conf"),
+    ]
 
 
 def check(nginx: Nginx, folder: Path, upstreams: Mapping[str, int], port: int = 1) -> str | None:

@@ -112,8 +112,10 @@ CONNECTOR = "bench.rasa_google_connector.GoogleConnector"
 ROUTERS = ("auto", "nginx", "python")
 
 
-def _rasa_files(folder: Path, redis_port: int, lang: str) -> tuple[Path, Path]:
+def _rasa_files(folder: Path, redis_port: int, lang: str, actions_port: int) -> tuple[Path, Path]:
     endpoints = {
+        # Rasa 3.6 runs custom actions only on an action server (the bots' `actions_module` is the gateway's).
+        "action_endpoint": {"url": f"http://127.0.0.1:{actions_port}/webhook"},
         "tracker_store": {
             "type": "redis",
             "url": "127.0.0.1",
@@ -122,7 +124,7 @@ def _rasa_files(folder: Path, redis_port: int, lang: str) -> tuple[Path, Path]:
             # Must be alphanumeric, or Rasa silently falls back to its default prefix.
             "key_prefix": f"rasa{lang}",
             "record_exp": 86400,
-        }
+        },
     }
     (folder / "endpoints.yml").write_text(yaml.safe_dump(endpoints))
     # Rasa has no Google channel: the custom connector a Rasa user writes (bench/rasa_google_connector.py).
@@ -145,10 +147,12 @@ def choose_router(router: str) -> tuple[nginx.Nginx | None, str]:
 
 
 def start_usual(models: Mapping[str, Path], redis_port: int, timeout: float, router: str = "auto") -> System:
-    """One `rasa run` per language (Google connector, RedisTrackerStore) behind nginx + Lua or the proxy."""
+    """One `rasa run` per language (Google connector, RedisTrackerStore) and its action server (`python -m
+    rasa_sdk`), behind nginx + Lua or the Python proxy."""
     front, router_note = choose_router(router)
     services: list[Service] = []
     ports: dict[str, int] = {}
+    action_ports: dict[str, int] = {}
     env = {
         "RASA_TELEMETRY_ENABLED": "false",
         "TF_CPP_MIN_LOG_LEVEL": "2",
@@ -158,8 +162,9 @@ def start_usual(models: Mapping[str, Path], redis_port: int, timeout: float, rou
     try:
         for lang, model in models.items():
             folder = Path(tempfile.mkdtemp(prefix=f"bench-rasa-{lang}-"))
-            endpoints, credentials = _rasa_files(folder, redis_port, lang)
-            ports[lang] = free_port()
+            actions_port = free_port()
+            endpoints, credentials = _rasa_files(folder, redis_port, lang, actions_port)
+            ports[lang], action_ports[lang] = free_port(), actions_port
             argv = [
                 sys.executable,
                 "-m",
@@ -179,6 +184,10 @@ def start_usual(models: Mapping[str, Path], redis_port: int, timeout: float, rou
             ]
             services.append(Service(f"rasa-{lang}", argv, env, cwd=folder, owns=folder))
         rasa = list(services)
+        for lang, actions_port in action_ports.items():
+            argv = [sys.executable, "-m", "rasa_sdk", "--actions", "actions", "--port", str(actions_port)]
+            services.append(Service(f"actions-{lang}", argv, env, cwd=ROOT / "bots" / lang))
+        actions = services[len(rasa) :]
         front_port = free_port()
         if front is not None:
             services.append(nginx.start(front, front_port, ports))
@@ -187,10 +196,11 @@ def start_usual(models: Mapping[str, Path], redis_port: int, timeout: float, rou
             argv = [sys.executable, "-m", "bench.proxy", "--port", str(front_port), *routes]
             services.append(Service("proxy", argv, {"PYTHONUNBUFFERED": "1"}, cwd=ROOT))
         status_urls = [f"http://127.0.0.1:{port}/status" for port in ports.values()]
+        action_urls = [f"http://127.0.0.1:{port}/health" for port in action_ports.values()]
         front_url = f"http://127.0.0.1:{front_port}"
 
         def ready() -> bool:
-            urls = [*status_urls, front_url + "/healthz"]
+            urls = [*status_urls, *action_urls, front_url + "/healthz"]
             return all(get_json(url)[0] == 200 for url in urls)
 
         seconds = wait_until(services, ready, timeout)
@@ -200,7 +210,7 @@ def start_usual(models: Mapping[str, Path], redis_port: int, timeout: float, rou
         raise
     # Rasa's own liveness route on the first language's process (nginx would answer its own checks).
     probes = [status_urls[0].removesuffix("/status") + "/"] if status_urls else []
-    groups = {"rasa": rasa, "router": services[-1:]}
+    groups = {"rasa": rasa, "actions": actions, "router": services[-1:]}
     notes = [router_note, "health probe: GET / of rasa run"]
     system = System("usual", front_url, services, seconds, groups, probes, notes)
     system.router = "nginx+lua" if front is not None else "python"
