@@ -90,11 +90,11 @@ class GoogleConnector(InputChannel):
         module = inspect.getmodule(self)
         google = Blueprint("google_webhook", module.__name__ if module else None)
 
-        @google.route("/", methods=["GET"])
+        @google.route("/", methods=["GET"])  # type: ignore[untyped-decorator]  # sanic
         async def health(request: Request) -> HTTPResponse:
             return response.json({"status": "ok"})
 
-        @google.route("/webhook", methods=["POST"])
+        @google.route("/webhook", methods=["POST"])  # type: ignore[untyped-decorator]  # sanic
         async def receive(request: Request) -> HTTPResponse:
             try:
                 text, sender, locale, params = decode(request.json, self.welcome)

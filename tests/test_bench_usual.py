@@ -175,7 +175,7 @@ async def test_nginx_lua_routes_exactly_like_the_python_proxy(
 def post_ok(url: str) -> bool:
     try:
         with urllib.request.urlopen(url, timeout=2) as resp:
-            return resp.status == 200
+            return bool(resp.status == 200)
     except (urllib.error.URLError, ConnectionError):
         return False
 
