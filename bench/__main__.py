@@ -57,9 +57,9 @@ def _parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--rates",
-        default="50%,100%,150%",
         help="open-loop arrival rates after the closed-loop levels: N%% of the usual deployment's best "
-        "closed-loop throughput, or plain req/s; '' for none (default 50%%,100%%,150%%)",
+        "closed-loop throughput, or plain req/s; '' for none (default 50%%,100%%,150%% when usual is "
+        "measured, else none)",
     )
     parser.add_argument(
         "--rate-duration", type=float, help="seconds of scheduled sends per rate (default: --duration)"
@@ -361,6 +361,8 @@ def main() -> int:
     inference = (args.inference or ("loop,thread" if args.prod else "loop")).split(",")
     if not set(inference) <= {"loop", "thread"}:
         raise SystemExit("bench: --inference takes loop, thread or loop,thread")
+    if args.rates is None:
+        args.rates = "50%,100%,150%" if "usual" in wanted else ""
     rate_entries = parse_rates(args.rates)
     if any(entry.endswith("%") for entry in rate_entries) and "usual" not in wanted:
         raise SystemExit(
