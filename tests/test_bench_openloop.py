@@ -5,10 +5,12 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+import pytest
 from aiohttp import web
 
 from bench import conversations as conv
 from bench import openloop
+from bench.__main__ import parse_rates, resolve_rates
 from tests.support import GatewayProcess
 
 
@@ -71,3 +73,14 @@ async def test_requests_without_an_answer_count_as_timeouts(aiohttp_server: Any)
     assert result["throughput"] == 0.0
     assert result["p50_ms"] >= 500.0  # given up after the timeout: the latency is at least that
     assert result["error_samples"][0].startswith("timeout: en ")
+
+
+def test_rates_are_percentages_of_the_usual_deployments_best_or_plain_rates() -> None:
+    entries = parse_rates("50%, 150%,40")
+    usual = {"levels": [{"throughput": 30.0}, {"throughput": 80.0}, {"throughput": 60.0}]}
+    assert resolve_rates(entries, usual) == [("50%", 40.0), ("150%", 120.0), ("40/s", 40.0)]
+    assert resolve_rates(entries, None) == [("40/s", 40.0)]  # no usual deployment measured: no percentages
+    assert parse_rates("") == []
+    for bad, said in (("fast", "is not a number or N%"), ("-5%", "must be positive")):
+        with pytest.raises(SystemExit, match=said):
+            parse_rates(bad)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -17,7 +18,7 @@ from aiohttp import web
 from bench import conversations as conv
 from bench import nginx, proxy
 from bench.procs import Redis, free_port, wait_until
-from bench.systems import start_usual
+from bench.systems import choose_router, start_usual
 
 NGINX = nginx.find()
 
@@ -85,14 +86,20 @@ def test_usual_deployment_answers_a_conversation_in_actions_builder_v3(
         system.stop()
 
 
-def test_nginx_router_needs_nginx_and_says_why_not() -> None:
+def test_the_router_choice_says_which_front_runs_and_why() -> None:
     if isinstance(NGINX, nginx.Nginx):
-        assert NGINX.version and Path(NGINX.binary).is_file()
+        assert choose_router("nginx") == (NGINX, f"router: nginx {NGINX.version} + Lua ({NGINX.binary})")
+        assert choose_router("auto") == choose_router("nginx")
     else:
-        with pytest.raises(RuntimeError, match="--router nginx: "):
-            start_usual({}, 1, 1, "nginx")
-    with pytest.raises(ValueError, match="router must be one of auto, nginx, python"):
-        start_usual({}, 1, 1, "haproxy")
+        with pytest.raises(RuntimeError, match=f"--router nginx: {re.escape(NGINX)}"):
+            choose_router("nginx")
+        assert choose_router("auto")[0] is None
+    assert choose_router("python") == (
+        None,
+        "router: Python proxy (bench/proxy.py), as asked (--router python)",
+    )
+    with pytest.raises(ValueError, match="router must be one of auto, nginx, python, not 'haproxy'"):
+        choose_router("haproxy")
 
 
 # Locales as Google sends them, and the odd ones: both fronts must send each to the same language.
