@@ -1,7 +1,8 @@
 """The usual deployment's front: nginx + Lua reads `user.locale` and proxies to that language's `rasa run`.
 
-The config is generated into a temp dir and nginx runs as a non-daemon child with its own pid file, error
-log and temp paths, so it never touches a system nginx. When nginx or its Lua module (or lua-cjson) is
+The config is generated into a temp dir and nginx runs as a non-daemon child with its own pid file and temp
+paths there, and its error log on stderr (the bench's log of that process), so it never touches a system
+nginx. When nginx or its Lua module (or lua-cjson) is
 missing, `find()` says why and the bench falls back to bench/proxy.py, which routes the same way.
 """
 
@@ -135,7 +136,8 @@ def render(nginx: Nginx, folder: Path, port: int, upstreams: Mapping[str, int]) 
 daemon off;
 worker_processes auto;
 pid {folder}/nginx.pid;
-error_log {folder}/error.log warn;
+# To stderr: the Service's log file, kept (and its tail shown) when nginx exits by itself.
+error_log stderr warn;
 events {{ worker_connections 4096; }}
 http {{
     access_log off;
