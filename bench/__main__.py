@@ -16,6 +16,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -305,7 +306,7 @@ def run_system(
     args: argparse.Namespace,
     levels: list[int],
     langs: list[str],
-    rates: Any,
+    rates: Callable[[list[dict[str, Any]]], list[tuple[str, float]]],
 ) -> dict[str, Any]:
     """Start a system on an empty Redis, measure it (closed loop, then the open-loop `rates(levels)`),
     note whether its trackers went to Redis, stop it."""
