@@ -9,7 +9,7 @@ import pytest
 from aiohttp import web
 
 from bench import conversations as conv
-from bench import openloop
+from bench import openloop, report
 from bench.__main__ import parse_rates, resolve_rates
 from tests.support import GatewayProcess
 
@@ -84,3 +84,18 @@ def test_rates_are_percentages_of_the_usual_deployments_best_or_plain_rates() ->
     for bad, said in (("fast", "is not a number or N%"), ("-5%", "must be positive")):
         with pytest.raises(SystemExit, match=said):
             parse_rates(bad)
+
+
+def test_open_loop_table_marks_quantiles_that_timeouts_make_lower_bounds() -> None:
+    rows = [("none", 100, 0), ("one%", 100, 1), ("half", 100, 50)]
+    points = [
+        {"label": label, "rate": 10.0, "throughput": 9.0, "p50_ms": 20.0, "p99_ms": 10_000.0}
+        | {"requests": requests, "timeouts": timeouts, "errors": 0, "wrong": 0}
+        for label, requests, timeouts in rows
+    ]
+    lines = report.open_table({"systems": {"usual": {"open_loop": points}}}).splitlines()[2:]
+    assert [line.split()[4:6] for line in lines] == [
+        ["20.0", "10000.0"],
+        ["20.0", ">=10000.0"],
+        [">=20.0", ">=10000.0"],
+    ]
