@@ -81,6 +81,8 @@ def test_usual_deployment_answers_a_conversation_in_actions_builder_v3(
         rasa_url = system.probes[0].rstrip("/") + "/webhooks/google/webhook"
         no_session = json.dumps({"intent": {"query": "hi"}, "user": {"locale": "en-US"}}).encode()
         assert post(rasa_url, no_session) == (400, {"error": "field session.id is required"})
+        bad_query = json.dumps({"session": {"id": "s"}, "intent": {"query": 4}}).encode()
+        assert post(rasa_url, bad_query) == (400, {"error": "field intent.query must be a string"})
         system.check_alive()
     finally:
         system.stop()
