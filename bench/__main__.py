@@ -158,7 +158,8 @@ def run_raw(models: dict[str, Path], args: argparse.Namespace, levels: list[int]
     for point in raw["levels"]:
         point["rss_bytes"] = {"server": point["rss_bytes"]}
         point["cpu_ms_per_request"] = {"server": point["cpu_ms_per_request"]}
-    return {"ready_seconds": raw["load_seconds"], "levels": raw["levels"], "notes": ["in-memory trackers"]}
+    notes = ["in-memory trackers", "custom actions in process (rasa-sdk's ActionExecutor)"]
+    return {"ready_seconds": raw["load_seconds"], "levels": raw["levels"], "notes": notes}
 
 
 def loadgen(

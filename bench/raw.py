@@ -100,7 +100,8 @@ async def run(
     load_seconds = time.perf_counter() - started
     await measure(agents, max(levels), warmup, max_requests)
     results = [await measure(agents, level, duration, max_requests) for level in levels]
-    return {"load_seconds": round(load_seconds, 2), "levels": results}
+    names = {lang: sorted(endpoint.names) if endpoint else [] for lang, endpoint in actions.items()}
+    return {"load_seconds": round(load_seconds, 2), "actions": names, "levels": results}
 
 
 def main() -> int:
