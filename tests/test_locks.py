@@ -98,6 +98,9 @@ def test_tensorflow_is_the_platforms_own_build_and_tensorflow_text_only_where_it
     assert tensorflow("linux-x86_64") == {"tensorflow", "tensorflow-io-gcs-filesystem", "tensorflow-text"}
     assert tensorflow("linux-aarch64") == {"tensorflow", "tensorflow-cpu-aws", "tensorflow-io-gcs-filesystem"}
     assert tensorflow("darwin-arm64") == {"tensorflow-macos"}
+    # Rasa imports tensorflow_text only for ConveRTFeaturizer: no bot may use it while the locks leave it out.
+    configs = sorted((ROOT / "bots").glob("*/config*.yml"))
+    assert configs and not [c for c in configs if "ConveRTFeaturizer" in c.read_text()]
 
 
 def test_the_tested_environment_is_what_the_locks_pin_here() -> None:
