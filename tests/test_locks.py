@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 from dockerfile_parse import DockerfileParser
 from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
 
 from scripts import lockfiles
 
@@ -79,7 +80,7 @@ def test_the_runtime_lock_meets_rasas_own_requirements_on_each_platform(name: st
     target = PLATFORMS[name]
     chosen = lockfiles.selection(lockfiles.INSTALLS["setup"], target)
     for req in requirements_of("rasa", target):
-        key = lockfiles.canonicalize_name(req.name)
+        key = canonicalize_name(req.name)
         assert key in chosen, f"rasa needs {req} on {name}; the locks have no line for it there"
         assert all(req.specifier.contains(p.version, prereleases=True) for p in chosen[key]), (
             req,
@@ -105,7 +106,7 @@ def test_tensorflow_is_the_platforms_own_build_and_tensorflow_text_only_where_it
 
 def test_the_tested_environment_is_what_the_locks_pin_here() -> None:
     here = (sys.platform, platform.machine())
-    (target,) = [p for p in PLATFORMS.values() if (p.sys_platform, p.machine) == here] or [None]
+    target = next((p for p in PLATFORMS.values() if (p.sys_platform, p.machine) == here), None)
     assert target, f"{here} is not a locked platform (pyproject.toml [tool.uv] environments)"
     chosen = lockfiles.selection(lockfiles.INSTALLS["setup"], target)
     drift = {}
