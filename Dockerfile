@@ -28,10 +28,11 @@ RUN apt-get update \
     && rm -rf /var/lib/apt/lists/*
 COPY requirements.lock /tmp/requirements.lock
 # The runtime lock only (test, lint and bench tools are in requirements-dev.lock, never here); CI tests
-# the same runtime versions. uvloop is in it and used by `gateway serve`.
+# the same runtime versions. uvloop is in it and used by `gateway serve`. Every file is checked against the
+# lock's sha256 (--require-hashes); the lock has lines for linux/amd64 and linux/arm64 builds alike.
 RUN python -m venv /opt/venv \
     && /opt/venv/bin/pip install "pip==24.2" \
-    && /opt/venv/bin/pip install -r /tmp/requirements.lock
+    && /opt/venv/bin/pip install --require-hashes -r /tmp/requirements.lock
 
 # ---- models: an empty folder (pulled from the store at start) or the local models/ --------------
 FROM ${PYTHON_IMAGE} AS models-store

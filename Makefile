@@ -9,14 +9,27 @@ export PYTHONDONTWRITEBYTECODE := 1
 
 setup: $(STAMP)
 
+# The locks hold lines only for the platforms they were resolved for (pyproject.toml [tool.uv] environments);
+# elsewhere pip would install nothing from them and succeed, so say so before installing.
+define PLATFORM_CHECK
+import platform, sys
+here = (sys.platform, platform.machine())
+locked = {("linux", "x86_64"): "Linux x86_64", ("linux", "aarch64"): "Linux aarch64", ("darwin", "arm64"): "macOS arm64"}
+if here not in locked:
+    sys.exit(f"make setup: the locks cover {', '.join(locked.values())} (CPython 3.10), not {here[0]} {here[1]}: "
+             "add the platform to pyproject.toml [tool.uv] environments and run `make lock`, or use the Docker image")
+endef
+export PLATFORM_CHECK
+
 $(STAMP): requirements.lock requirements-dev.lock pyproject.toml scripts/find-python310
 	@py=$$(scripts/find-python310) || exit 1; \
 	if [ ! -x $(PY) ] || ! $(PY) -c 'import sys; sys.exit(sys.version_info[:2] != (3, 10))'; then \
 	  echo "==> creating $(VENV) with $$py"; rm -rf $(VENV); "$$py" -m venv $(VENV) || exit 1; \
 	fi
+	@$(PY) -c "$$PLATFORM_CHECK"
 	@echo "==> installing pinned dependencies from requirements.lock + requirements-dev.lock (first time: ~2 min)"
 	$(PY) -m pip install --quiet --upgrade "pip==24.2"
-	$(PY) -m pip install --quiet --progress-bar off -r requirements.lock -r requirements-dev.lock
+	$(PY) -m pip install --quiet --progress-bar off --require-hashes -r requirements.lock -r requirements-dev.lock
 	$(PY) -m pip install --quiet --no-deps --no-build-isolation -e .
 	$(PY) -m gateway.agents.trusted_types
 	@touch $(STAMP)
@@ -64,11 +77,11 @@ typecheck: setup
 bench: setup
 	$(PY) -m bench $(ARGS)
 
-# Regenerate the pinned locks after editing requirements.in or requirements-dev.in (needs `uv`, fast and
-# reproducible): the runtime lock (the Docker image) first, then the tools constrained by it.
+# Regenerate the hashed locks after editing a requirements*.in (needs `uv`; scripts/lock says how to get it):
+# one universal resolution per lock for the platforms in pyproject.toml [tool.uv] environments, keeping the
+# pins already there. `make lock ARGS="--upgrade-package NAME"` moves one package.
 lock:
-	uv pip compile requirements.in --python-version 3.10 --python-platform x86_64-manylinux_2_28 -o requirements.lock
-	uv pip compile requirements-dev.in --python-version 3.10 --python-platform x86_64-manylinux_2_28 -o requirements-dev.lock
+	scripts/lock $(ARGS)
 
 clean:
 	rm -rf $(VENV) .venv-tools .cache .pytest_cache .mypy_cache .ruff_cache
