@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from gateway.channels import fields, rich
+from gateway.channels import chips, fields, rich
 from gateway.channels.conversation_v2 import read_input, request_context
 from gateway.channels.protocol import JSON, Reply, Turn, TurnKind
 from gateway.settings import MAX_CANCEL_CHARS
@@ -62,12 +62,13 @@ class DialogflowCodec:
             text=text,
             intent=intent,
             final=final,
+            echo=_memory(result),
             context=request_context(self.channel, locale, payload, _PAYLOAD),
         )
 
     def encode(self, turn: Turn, reply: Reply) -> JSON:
         """fulfillmentText for any integration, payload.google for the Assistant."""
-        layout = rich.render(reply.messages)
+        layout = rich.render_reply(reply, turn.context)
         max_chars = rich.SIMPLE_MAX_CHARS
         if turn.kind is TurnKind.CANCEL:
             layout = rich.Rich(simples=layout.simples[:1], google=layout.google)
@@ -78,7 +79,23 @@ class DialogflowCodec:
                 layout, with_chips=not reply.end_conversation, max_chars=max_chars
             ),
         }
-        return {
+        out: JSON = {
             "fulfillmentText": layout.display_text,
             "payload": {"google": rich.merge(google, layout.google)},
         }
+        if reply.memory is not None:
+            # Lives for the next query only: a chip is an answer to this prompt, not to later ones.
+            name = f"{turn.session_id}/contexts/{chips.CONTEXT_ID}"
+            out["outputContexts"] = [{"name": name, "lifespanCount": 1, "parameters": reply.memory}]
+        return out
+
+
+def _memory(result: JSON) -> JSON:
+    """The parameters of the chip-memory context among the active ones, for chips.recall (which
+    checks them); a malformed context list is no memory, not an error (Dialogflow owns that field)."""
+    contexts = result.get("outputContexts")
+    for context in contexts if isinstance(contexts, list) else []:
+        name = context.get("name") if isinstance(context, dict) else None
+        if isinstance(name, str) and name.endswith(f"/contexts/{chips.CONTEXT_ID}"):
+            return {"memory": context.get("parameters")}
+    return {}

@@ -14,7 +14,7 @@ from aiohttp import web
 from gateway import appkeys, metrics
 from gateway.agents.pool import Bot
 from gateway.auth.admin import refusal_response
-from gateway.channels import rich
+from gateway.channels import chips, rich
 from gateway.channels.channel import Channel
 from gateway.channels.google import GoogleChannel
 from gateway.channels.protocol import JSON, Reply, Turn, TurnKind
@@ -98,6 +98,8 @@ async def webhook_turn(request: web.Request, started: float, channel: Channel | 
         await channel.accept(request, raw, body)
         codec, turn = channel.decode(request, body)
         note.channel = codec.channel
+        memory_key = chips.key_of(settings.google.memory_key)
+        turn = chips.recall(turn, memory_key)  # a tapped chip reaches the bot as its button's payload
     except Refused as exc:
         return _refused(request, channel, exc)
     except BadRequest as exc:
@@ -116,6 +118,7 @@ async def webhook_turn(request: web.Request, started: float, channel: Channel | 
     note.lang, note.locale, note.text = bot.lang, route.locale, turn.text
     note.model = bot.model.name if bot.model else None
     reply = await answer(app, bot, turn, started, namespace=channel.namespace, input_channel=channel.name)
+    reply = chips.prepare(reply, turn, bot.settings.prompts, memory_key)
     return json_response(codec.encode(turn, reply))
 
 
