@@ -31,6 +31,8 @@ PATHS = {
     "dialogflow_es": "/webhook/dialogflow-es",
 }
 SCHEMAS = {"dialogflow_es": "dialogflow"}  # ES on its own path answers exactly as on Google's
+# Seals the chip memory in the golden answers (and the chip round-trip requests carry its seal).
+MEMORY_KEY = "golden-memory-key-0123456789"
 
 
 def load(path: Path) -> object:
@@ -43,7 +45,13 @@ def save(path: Path, body: object) -> None:
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
 async def client(models_dir: Path) -> AsyncIterator[TestClient]:
-    settings = load_settings(overrides={"bots.models_dir": str(models_dir), "monitor.interval_seconds": 0})
+    settings = load_settings(
+        overrides={
+            "bots.models_dir": str(models_dir),
+            "monitor.interval_seconds": 0,
+            "google.memory_key": MEMORY_KEY,
+        }
+    )
     async with running_gateway(settings) as client:
         yield client
 
