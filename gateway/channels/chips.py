@@ -20,7 +20,7 @@ key rotation must not break a conversation.
 Titles: Google shows at most 25 characters, so longer titles are shortened at a word boundary, never
 mid-word (no ellipsis: a tapped chip is what the user "says"). A first word that alone exceeds 25
 characters (German compounds) is cut to 24 characters plus "…", the only way to fit. Titles that become
-equal are told apart by keeping their last word ("Reservierung… Abend"), else by a number.
+equal are told apart by the words where they differ ("Reservierung für… Abend"), else by a number.
 """
 
 from __future__ import annotations
@@ -81,23 +81,26 @@ def shorten(title: str, limit: int = CHIP_MAX_CHARS) -> str:
     return out.rstrip(" ,;:-\u2013\u2014")
 
 
-def _with_tail(full: str, taken: set[str]) -> str:
-    """A short title for `full` that keeps its last word(s) and is not in `taken`, else numbered."""
-    words = full.split(" ")
-    for keep in range(1, len(words)):
-        tail = " ".join(words[-keep:])
-        room = CHIP_MAX_CHARS - len(tail) - len(ELLIPSIS) - 1
-        if room < 1:
-            break
-        head = shorten(" ".join(words[:-keep]), room)
-        if head.endswith(ELLIPSIS) or len(head) > room:
-            continue
-        candidate = f"{head}{ELLIPSIS} {tail}"
-        if normal(candidate) not in taken:
-            return candidate
-    base = shorten(full)
+def _told_apart(fulls: list[str]) -> list[str]:
+    """Short titles for `fulls`, whose plain shortenings are equal: the shared head (as many of its words
+    as fit the group alike), "…", then the words from the first one that differs ("Reservierung für…
+    Abend" / "… Mittag"). "" where that does not fit; the caller numbers what is still equal."""
+    split = [full.split(" ") for full in fulls]
+    differs = next(
+        (i for i in range(min(map(len, split))) if len({normal(w[i]) for w in split}) > 1),
+        min(map(len, split)) - 1,
+    )
+    widest = max(len(words[differs]) for words in split)
+    head = shorten(" ".join(split[0][:differs]), CHIP_MAX_CHARS - widest - len(ELLIPSIS) - 1)
+    if not head or head.endswith(ELLIPSIS) or len(head) + len(ELLIPSIS) + 1 + widest > CHIP_MAX_CHARS:
+        return [""] * len(fulls)
+    room = CHIP_MAX_CHARS - len(head) - len(ELLIPSIS) - 1
+    return [f"{head}{ELLIPSIS} {shorten(' '.join(words[differs:]), room)}" for words in split]
+
+
+def _numbered(title: str, taken: set[str]) -> str:
     for number in range(2, MAX_CHIPS + 2):
-        candidate = f"{shorten(base, CHIP_MAX_CHARS - len(str(number)) - 1)} {number}"
+        candidate = f"{shorten(title, CHIP_MAX_CHARS - len(str(number)) - 1)} {number}"
         if normal(candidate) not in taken:
             return candidate
     return ""
@@ -118,17 +121,21 @@ def collect(messages: Iterable[JSON]) -> tuple[Chip, ...]:
                     seen.add(normal(full))
                     raw.append((full, _payload(button.get("payload"))))
     raw = raw[:MAX_CHIPS]
-    short = [shorten(full) for full, _ in raw]
-    counts: dict[str, int] = {}
-    for title in short:
-        counts[normal(title)] = counts.get(normal(title), 0) + 1
-    taken = {normal(t) for t in short if counts[normal(t)] == 1}
+    titles = [shorten(full) for full, _ in raw]
+    groups: dict[str, list[int]] = {}
+    for index, title in enumerate(titles):
+        groups.setdefault(normal(title), []).append(index)
+    for members in (m for m in groups.values() if len(m) > 1):
+        for index, title in zip(members, _told_apart([raw[i][0] for i in members]), strict=True):
+            titles[index] = title
     out: list[Chip] = []
-    for (full, payload), title in zip(raw, short, strict=True):
-        if counts[normal(title)] > 1:
-            title = _with_tail(full, taken)
-            taken.add(normal(title))
+    taken: set[str] = set()
+    for (full, payload), title in zip(raw, titles, strict=True):
+        title = title or shorten(full)
+        if normal(title) in taken:
+            title = _numbered(title, taken)
         if title:
+            taken.add(normal(title))
             out.append(Chip(title, full, payload))
     return tuple(out)
 
