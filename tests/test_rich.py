@@ -136,7 +136,8 @@ def test_chip_titles_shortened_alike_keep_their_last_word() -> None:
         {"title": "A very long chip title that goes on 1"},
         {"title": "A very long chip title that goes on 2"},
     ]
-    assert rich.chips([{"buttons": same_prefix}]) == ("A very long chip title… 1", "A very long chip title… 2")
+    shown = ("A very long chip title… 1", "A very long chip title… 2")
+    assert rich.chips([{"buttons": same_prefix}]) == shown
 
 
 def test_no_chips_when_the_conversation_ends() -> None:
