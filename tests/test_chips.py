@@ -6,6 +6,7 @@ import json
 from dataclasses import replace
 from typing import Any
 
+import orjson
 import pytest
 
 from gateway.channels import chips, rich
@@ -220,6 +221,19 @@ def test_v2_malformed_wrapped_token_is_no_memory(token: str) -> None:
     assert unwrap_token(wrap_token(turn.echo["conversationToken"], None)) == {
         "conversationToken": turn.echo["conversationToken"]
     }
+
+
+@pytest.mark.parametrize(
+    "token",
+    [
+        '{"_gateway": {"chips": {"\\ud800": "/x"}, "sig": "s"}, "token": "t"}',
+        '{"_gateway": {"chips": {}, "sig": "s"}, "token": "\\udfff"}',
+    ],
+)
+def test_v2_token_with_lone_surrogates_stays_a_foreign_token(token: str) -> None:
+    turn = V2.decode(v2_request("Reservierung für zwei", "pl-PL", "v2-c", token=token))
+    assert turn.echo == {"conversationToken": token}
+    assert orjson.loads(orjson.dumps(V2.encode(turn, prepared(turn))))  # an answer that serialises
 
 
 def test_dialogflow_memory_is_a_one_turn_output_context() -> None:

@@ -173,7 +173,7 @@ def _process_key() -> bytes:
 
 
 def _signature(key: bytes, session_id: str, chips: dict[str, str]) -> str:
-    message = json.dumps([session_id, chips], sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    message = json.dumps([session_id, chips], sort_keys=True, separators=(",", ":"))
     digest = hmac.new(key, message.encode("utf-8"), hashlib.sha256).digest()
     return base64.urlsafe_b64encode(digest).rstrip(b"=").decode("ascii")
 

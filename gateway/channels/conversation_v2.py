@@ -162,6 +162,8 @@ def unwrap_token(token: str | None) -> JSON:
         return {"conversationToken": token}
     try:
         wrapped = json.loads(token)
+        # Python's parser lets "\ud800" escapes through as lone surrogates, which no answer can carry.
+        json.dumps(wrapped, ensure_ascii=False).encode("utf-8")
     except ValueError:  # a foreign token that merely starts like JSON: kept as it is
         return {"conversationToken": token}
     if not isinstance(wrapped, dict) or chips.MEMORY_KEY not in wrapped:
