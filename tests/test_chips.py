@@ -14,6 +14,7 @@ from gateway.channels.actions_builder import ActionsBuilderCodec
 from gateway.channels.conversation_v2 import ConversationV2Codec, unwrap_token, wrap_token
 from gateway.channels.dialogflow_es import DialogflowCodec
 from gateway.channels.protocol import Reply, Turn, TurnKind
+from gateway.channels.registry import enabled_channels
 from gateway.errors import ConfigError
 from gateway.routing.webhook import user_text
 from gateway.settings import load_settings
@@ -366,3 +367,14 @@ def test_memory_key_is_a_secret_of_some_length() -> None:
 def test_recall_keeps_the_turn_otherwise() -> None:
     turn = Turn(TurnKind.MESSAGE, "s-1", "de-DE", text="Reservierung für vier", echo={"memory": sealed()})
     assert chips.recall(turn, KEY) == replace(turn, payload='/inform{"people": "4"}')
+
+
+def test_several_processes_without_a_shared_key_are_warned_about(caplog: pytest.LogCaptureFixture) -> None:
+    shared = {"server.workers": 2, "redis.url": "redis://127.0.0.1:1"}
+    with caplog.at_level("WARNING", logger="gateway.channels.registry"):
+        enabled_channels(load_settings(overrides=shared, env={}))
+        assert "google.memory_key is not set" in caplog.text
+        caplog.clear()
+        enabled_channels(load_settings(overrides={**shared, "google.memory_key": "k" * 16}, env={}))
+        enabled_channels(load_settings(env={}))
+    assert "memory_key" not in caplog.text
