@@ -16,6 +16,8 @@ import pytest
 import pytest_asyncio
 from aiohttp.test_utils import TestClient
 
+from gateway.channels import chips
+from gateway.channels.google import detect
 from gateway.settings import load_settings
 from tests.inprocess import post, running_gateway
 from tests.shapes import schema_errors, shape_of
@@ -74,3 +76,14 @@ async def test_golden_pair(client: TestClient, case: Path) -> None:
     expected = load(expected_file)
     assert schema_errors(SCHEMAS.get(case.parent.name, case.parent.name), expected) == []
     assert answer == expected
+
+
+@pytest.mark.parametrize(
+    "case", [c for c in CASES if c.name.startswith("chip_tap_")], ids=lambda p: f"{p.parent.name}/{p.name}"
+)
+def test_chip_tap_cases_carry_a_memory_the_gateway_accepts(case: Path) -> None:
+    """The tap reaches the bot as the button's payload (a stale seal would quietly send the title as text)."""
+    body = load(case)
+    assert isinstance(body, dict)
+    turn = detect(body).decode(body)
+    assert chips.recall(turn, chips.key_of(MEMORY_KEY)).payload.startswith("/")
