@@ -11,7 +11,8 @@ The rules (Google's documented limits):
 - a caller without a screen (capabilities listed, no RICH_RESPONSE / SCREEN_OUTPUT) gets no chips and no
   image: its choices are spoken instead (chips.prepare);
 - every bubble has display text: SSML shows its text, an `<audio>` its `<desc>` or fallback text, and
-  speech with nothing displayable (`<speak><audio src="..."/></speak>`) the language's `silent_display`;
+  speech with nothing displayable (`<speak><audio src="..."/></speak>`) the language's `silent_display`
+  (Google's SSML guide: even a response that is only an `<audio>` needs text "for display purposes");
 - a `custom` payload's `google` object is passed through as-is (merged over what the gateway built);
   `{"google": {"expectUserResponse": false}}` also ends the conversation.
 """
