@@ -26,6 +26,7 @@ from gateway.routing.locale import LocaleRouter
 from gateway.settings import Settings
 from gateway.storage.redis_client import redis_client
 from gateway.storage.redis_locks import conversation_locks
+from gateway.storage.replicas import replica_heartbeat
 from gateway.storage.trackers import tracker_stores_for
 from gateway.storage.turn_buffer import TurnBuffer
 from gateway.training import current_model, model_files
@@ -111,6 +112,7 @@ def create_app(settings: Settings, resolve_models: ModelResolver = newest_local_
     # Initial load, model store, events and swaps; sets app[STARTUP], which the monitor waits for.
     app.cleanup_ctx.append(model_updates(resolve_models))
     app.cleanup_ctx.append(_health_monitor)
+    app.cleanup_ctx.append(replica_heartbeat)  # which model this process answers with, for the console
 
     webhook.install(app)  # every enabled channel's routes and resources (gateway/channels/registry.py)
     app.router.add_get("/healthz", health.healthz)

@@ -79,6 +79,10 @@ class ServerSettings:
     running_turns: int = 1
     inference: str = "loop"
     graph_runner: str = "sequential"
+    # Console's replica list: this process's name (default: the host name; ":<pid>" is always added) and
+    # how often it republishes which model it answers with (gateway/storage/replicas.py).
+    replica_name: str | None = None
+    heartbeat_seconds: float = 5.0
     # Management listener (/metrics, /bots, /admin/*, /console/): off while the port is None.
     management_host: str | None = None
     management_port: int | None = None
@@ -151,6 +155,8 @@ CHANNEL_PATHS = {
     "rest": "/webhooks/rest",
     "alexa": "/webhook/alexa",
 }
+# Channels whose requests carry Google's AppRequest, hence its system intents.
+_GOOGLE_PAYLOAD_CHANNELS = ("google", "dialogflow_es")
 _PATH_RE = re.compile(r"^(/[A-Za-z0-9._~-]+)+$")
 _HEADER_NAME_RE = re.compile(r"^[A-Za-z0-9!#$%&'*+.^_`|~-]{1,64}$")
 
@@ -171,6 +177,8 @@ class ChannelSettings:
     audience: str | None = None  # dialogflow_cx: the OIDC ID token's aud (the webhook URL)
     service_accounts: tuple[str, ...] = ()  # dialogflow_cx: accepted token emails (empty = any)
     skill_id: str | None = None  # alexa: the applicationId requests must carry
+    # google/dialogflow_es: Google system intent -> the bot's intent (gateway/channels/system_intents.py)
+    system_intents: Mapping[str, str] = field(default_factory=dict)
 
 
 def default_channels() -> dict[str, ChannelSettings]:
@@ -423,6 +431,17 @@ class _Reader:
         return path if path.is_absolute() else base / path
 
 
+_REPLICA_NAME_RE = re.compile(r"^[A-Za-z0-9._-]{1,100}$")
+
+
+def _replica_name(s: _Reader) -> str | None:
+    """server.replica_name: shown in the console's replica list (and part of a Redis key), so plain."""
+    name = s.str_("replica_name", optional=True)
+    if name is not None and not _REPLICA_NAME_RE.match(name):
+        raise s.fail("replica_name", name, "1..100 letters, digits, dots, dashes or underscores, or null")
+    return name  # type: ignore[no-any-return]
+
+
 def _management_listener(s: _Reader) -> dict[str, Any]:
     """server.management_host/port: both None (off), or where /metrics, /bots and /admin/* are served."""
     host = s.str_("management_host", optional=True)
@@ -538,6 +557,8 @@ def _build(raw: Mapping[str, Any], base: Path) -> Settings:
         running_turns=s.int_("running_turns", 1, 0, 1024),
         inference=s.choice("inference", "loop", ("loop", "thread")),
         graph_runner=s.choice("graph_runner", "sequential", ("sequential", "dask")),
+        replica_name=_replica_name(s),
+        heartbeat_seconds=s.float_("heartbeat_seconds", 5.0, 0.1, 300.0),
         **_management_listener(s),
     )
     for lang, bot in bots.items():  # an action runs inside the turn's deadline, never past it
@@ -697,6 +718,7 @@ def _channels(c: _Reader) -> dict[str, ChannelSettings]:
             audience=r.str_("audience", optional=True),
             service_accounts=r.str_list("service_accounts", []),
             skill_id=r.str_("skill_id", optional=True),
+            system_intents=_system_intents(r) if name in _GOOGLE_PAYLOAD_CHANNELS else {},
         )
     if out["alexa"].enabled and out["alexa"].skill_id is None:
         raise ConfigError(
@@ -709,6 +731,28 @@ def _channels(c: _Reader) -> dict[str, ChannelSettings]:
             "channels: two enabled channels share a path; give each its own channels.<name>.path"
         )
     return out
+
+
+def _system_intents(r: _Reader) -> dict[str, str]:
+    """channels.<google|dialogflow_es>.system_intents: {actions.intent.NAME: bot_intent}."""
+    from gateway.channels.system_intents import MAPPABLE, RASA_INTENT_RE
+
+    value = r.raw.get("system_intents")
+    if isinstance(value, str):  # from the environment: a flow mapping
+        try:
+            value = yaml.load(value, Loader=yaml.BaseLoader) if value.strip() else {}
+        except yaml.YAMLError as exc:
+            raise r.fail("system_intents", value, f"a YAML mapping ({exc.__class__.__name__})") from None
+    if value is None or value == {}:
+        return {}
+    if not isinstance(value, Mapping):
+        raise r.fail("system_intents", value, "a mapping of Google system intents to bot intents")
+    for key, intent in value.items():
+        if key not in MAPPABLE:
+            raise r.fail(f"system_intents.{key}", intent, "keys among " + ", ".join(sorted(MAPPABLE)))
+        if not isinstance(intent, str) or not RASA_INTENT_RE.match(intent):
+            raise r.fail(f"system_intents.{key}", intent, "a Rasa intent name (letters, digits, _ and -)")
+    return {str(k): str(v) for k, v in value.items()}
 
 
 def _headers(r: _Reader) -> dict[str, str]:

@@ -13,6 +13,7 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from gateway.app import create_app
 from gateway.settings import Settings
+from tests.shapes import GOOGLE_SCHEMAS, schema_errors, shape_of
 
 
 @asynccontextmanager
@@ -53,5 +54,9 @@ async def post_raw(
 
 
 async def post(client: TestClient, body: Any, path: str = "/webhook/google") -> tuple[int, Any]:
-    """POST `body` as JSON."""
-    return await post_raw(client, json.dumps(body).encode(), path=path)
+    """POST `body` as JSON; a Google answer must pass its shape's schema (tests/schemas/)."""
+    status, answer = await post_raw(client, json.dumps(body).encode(), path=path)
+    shape = shape_of(body)
+    if path == "/webhook/google" and status == 200 and shape in GOOGLE_SCHEMAS:
+        assert schema_errors(shape, answer) == [], (shape, answer)
+    return status, answer

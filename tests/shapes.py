@@ -8,7 +8,7 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-from jsonschema import Draft7Validator
+from jsonschema import Draft7Validator, RefResolver
 
 SCHEMAS = Path(__file__).parent / "schemas"
 
@@ -84,9 +84,22 @@ def dialogflow_request(
     }
 
 
+# Google's response shapes: one schema file each, from the official types, sharing google_legacy.json.
+GOOGLE_SCHEMAS = ("actions_builder", "conversation_v2", "dialogflow")
+
+
 @cache
 def validator(name: str) -> Draft7Validator:
-    """A validator for definition `name` of tests/schemas/responses.json (the schema checked itself)."""
+    """A validator for `name`: a Google shape's own schema file, else that definition of responses.json.
+
+    Every schema is checked itself, the shared legacy types too (they are reached by relative $ref).
+    """
+    if name in GOOGLE_SCHEMAS:
+        path = SCHEMAS / f"{name}.json"
+        schema = json.loads(path.read_text(encoding="utf-8"))
+        Draft7Validator.check_schema(schema)
+        Draft7Validator.check_schema(json.loads((SCHEMAS / "google_legacy.json").read_text(encoding="utf-8")))
+        return Draft7Validator(schema, resolver=RefResolver(base_uri=path.as_uri(), referrer=schema))
     schema = json.loads((SCHEMAS / "responses.json").read_text(encoding="utf-8"))
     if name not in schema["definitions"]:
         raise KeyError(f"no schema definition {name!r}")

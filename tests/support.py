@@ -247,22 +247,29 @@ async def eventually(
 
 
 def train_variant(
-    lang: str, response: str, greeting: str, cache: Path, config_name: str = "config.yml"
+    lang: str,
+    response: str,
+    greeting: str,
+    cache: Path,
+    config_name: str = "config.yml",
+    image: str | None = None,
 ) -> Path:
-    """A copy of bot `lang` whose `response` says only `greeting`, trained once per content hash into
-    `cache/variants/<lang>-<config>-<hash of the text>` (a distinguishable second model for swap tests)."""
+    """A copy of bot `lang` whose `response` says only `greeting` (and shows `image`, when given), trained
+    once per content hash into `cache/variants/<lang>-<config>-<hash of the text>` (a distinguishable
+    second model for swap tests)."""
     import hashlib
     import shutil
 
     from gateway.training import train_bot
 
-    tag = hashlib.sha256(f"{response}\0{greeting}".encode()).hexdigest()[:8]
+    text = f"{response}\0{greeting}" + (f"\0{image}" if image else "")
+    tag = hashlib.sha256(text.encode()).hexdigest()[:8]
     with tempfile.TemporaryDirectory(prefix=f"variant-{lang}-") as tmp:
         project = Path(tmp) / lang
         shutil.copytree(ROOT / "bots" / lang, project, ignore=shutil.ignore_patterns("tests", "results"))
         domain_file = project / "domain.yml"
         domain = yaml.safe_load(domain_file.read_text(encoding="utf-8"))
-        domain["responses"][response] = [{"text": greeting}]
+        domain["responses"][response] = [{"text": greeting, **({"image": image} if image else {})}]
         domain_file.write_text(yaml.safe_dump(domain, allow_unicode=True, sort_keys=False), encoding="utf-8")
         folder = cache / "variants" / f"{lang}-{Path(config_name).stem}-{tag}"
         return train_bot(lang, project, folder, config_name=config_name).path

@@ -378,3 +378,10 @@ def test_several_processes_without_a_shared_key_are_warned_about(caplog: pytest.
         enabled_channels(load_settings(overrides={**shared, "google.memory_key": "k" * 16}, env={}))
         enabled_channels(load_settings(env={}))
     assert "memory_key" not in caplog.text
+
+
+def test_dialogflow_session_that_is_no_path_gets_no_memory_context() -> None:
+    turn = DF.decode(dialogflow_request("hilfe", "de", "plain-session-id"))
+    answer = DF.encode(turn, prepared(turn))
+    assert "outputContexts" not in answer
+    assert schema_errors("dialogflow", answer) == []

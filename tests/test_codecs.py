@@ -205,7 +205,7 @@ def test_v2_option_carries_the_chosen_key() -> None:
         (lambda b: b.update(inputs={"intent": "x"}), "field inputs must be a list, got dict"),
         (lambda b: b.update(inputs=["x"]), "inputs[0] must be an object, got str"),
         (lambda b: b["inputs"][0].pop("intent"), "missing field inputs[0].intent"),
-        (lambda b: b["inputs"][0].update(intent="actions.intent.PERMISSION"), "unsupported intent"),
+        (lambda b: b["inputs"][0].update(intent="actions.intent.MADE_UP"), "unsupported intent"),
         (
             lambda b: b["inputs"][0].update(rawInputs=[{"query": 1}]),
             "inputs[0].rawInputs[0].query must be a string",

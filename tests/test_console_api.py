@@ -190,3 +190,24 @@ async def test_a_refused_activation_reports_why_and_the_model_keeps_answering(wo
     assert listing["models"]["en"]["model"] == world.v1
     status, swaps = await call(world, "GET", "/admin/swaps")
     assert swaps["recent"][0]["phase"] == "refused"
+
+
+async def test_only_the_restart_flag_restarts_a_conversation(world: ConsoleWorld) -> None:
+    session = f"restart-{uuid.uuid4().hex}"
+
+    async def kinds() -> list[str]:
+        status, body = await call(world, "GET", f"/admin/conversations/en/en:{session}")
+        assert status == 200, body
+        return [entry["kind"] for entry in body["transcript"]]
+
+    await say(world, "/restart", "en-US", session)  # typed: plain text, never Rasa's intent shortcut
+    assert "restart" not in await kinds()
+    status, body = await call(
+        world, "POST", "/admin/simulate?restart=true", builder_request("/restart", "en-US", session)
+    )
+    assert (status, body["status"], body["lang"]) == (200, 200, "en"), body
+    assert "restart" in await kinds()
+    status, body = await call(
+        world, "POST", "/admin/simulate?restart=yes", builder_request("", "en-US", session)
+    )
+    assert status == 400 and "restart='yes' must be true or false" in body["error"]

@@ -1,22 +1,31 @@
 """The console in a real browser: Playwright drives the system's Chromium (`make browser` installs it)
-against a real gateway process with real models and a real Redis. One gateway and one browser for the
-module; each test gets a fresh page and fails on any console error or failed request in it."""
+against real gateway processes (two replicas sharing one Redis) with real models. One world and one
+browser for the module; each test gets a fresh page and fails on any console error or failed request.
+
+The second English model greets with a picture at https://example.com/... (an image host on the
+internet, as a bot's images are). This machine has no internet, so the page's context answers for that
+one URL with a small local SVG (Playwright routing): the browser still requests it under the console's
+CSP, decodes and lays it out, which a card rendered without loading, or an image served by the gateway
+(not https, not another origin), would not show."""
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import redis
-from playwright.sync_api import Browser, ConsoleMessage, Page, Request, expect, sync_playwright
+import yaml
+from playwright.sync_api import Browser, ConsoleMessage, Page, Request, Route, expect, sync_playwright
 
 from gateway.settings import ROOT
-from tests.console_world import NEW_GREETING, TOKEN, ConsoleWorld, console_world
-from tests.support import builder_request, responses
+from tests.console_world import AUTH, GREETING_IMAGE, NEW_GREETING, TOKEN, ConsoleWorld, console_world
+from tests.support import builder_request, post_json, responses
 
 # The README's screenshots are refreshed only on request, so a test run leaves the checkout clean.
 SCREENSHOTS = ROOT / "docs" / "console" if os.environ.get("GATEWAY_CONSOLE_SCREENSHOTS") == "1" else None
@@ -29,6 +38,10 @@ CHROMIUM_ARGS = [
     "--no-first-run",
 ]
 TIMEOUT_MS = 120_000  # a safety net for a slow, shared machine; waits end on the page's state
+PICTURE = (
+    b'<svg xmlns="http://www.w3.org/2000/svg" width="160" height="90">'
+    b'<rect width="160" height="90" fill="#e8f0fe"/><circle cx="80" cy="45" r="30" fill="#1a73e8"/></svg>'
+)
 
 
 def chromium_path() -> str:
@@ -41,7 +54,7 @@ def chromium_path() -> str:
 
 @pytest.fixture(scope="module")
 def world(model_paths: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) -> Iterator[ConsoleWorld]:
-    with console_world(model_paths, tmp_path_factory.mktemp("browser-models")) as world:
+    with console_world(model_paths, tmp_path_factory.mktemp("browser-models"), replicas=2) as world:
         yield world
 
 
@@ -86,6 +99,7 @@ class Problems:
 def page(browser: Browser, world: ConsoleWorld) -> Iterator[Page]:
     context = browser.new_context(base_url=world.management, viewport={"width": 1280, "height": 860})
     context.set_default_timeout(TIMEOUT_MS)
+    context.route(GREETING_IMAGE, _picture)  # the one foreign URL the bots use (see the module's doc)
     page = context.new_page()
     problems = Problems(page)
     page.problems = problems  # type: ignore[attr-defined]
@@ -94,6 +108,10 @@ def page(browser: Browser, world: ConsoleWorld) -> Iterator[Page]:
         assert problems.unexpected() == []
     finally:
         context.close()
+
+
+def _picture(route: Route) -> None:
+    route.fulfill(status=200, content_type="image/svg+xml", body=PICTURE)
 
 
 def sign_in(page: Page, token: str = TOKEN) -> None:
@@ -130,7 +148,21 @@ def say(page: Page, text: str) -> None:
 
 
 def last_bot(page: Page) -> str:
-    return page.locator("#sim-chat .bubble.bot").last.inner_text()
+    return page.locator("#sim-chat .bubble.bot").last.inner_text().strip()
+
+
+def tracker_events(world: ConsoleWorld, sender: str) -> list[dict[str, Any]]:
+    """The events Redis holds for one conversation (the tracker's stored blob)."""
+    client = redis.Redis.from_url(world.redis.url)
+    try:
+        keys = list(client.scan_iter(match=f"*{{{sender}}}:tracker"))
+        assert len(keys) == 1, keys
+        blob = client.get(keys[0])
+    finally:
+        client.close()
+    assert isinstance(blob, bytes)
+    events: list[dict[str, Any]] = json.loads(blob)["events"]
+    return events
 
 
 def tracker_keys(world: ConsoleWorld) -> list[str]:
@@ -176,11 +208,22 @@ def test_models_activate_another_model_until_live_then_roll_back(
     expect(en.locator(f"tr[data-model='{world.v1}'] .badge.live")).to_have_text("answering")
     expect(en.locator(f"tr[data-model='{world.v1}'] td.tests")).to_have_text("failed")
     expect(en.locator(f"tr[data-model='{world.v2}'] td.tests")).to_have_text("passed")
+    both = re.compile(r"^answering on 2 of 2: console-a:\d+, console-b:\d+$")
+    expect(en.locator(f"tr[data-model='{world.v1}'] td.replicas")).to_have_text(both)
+    replicas = en.locator("ul.replicas li")
+    expect(replicas).to_have_count(2)
+    expect(replicas.first).to_contain_text("(this one)")
     en.locator(f"tr[data-model='{world.v2}'] button", has_text="Activate").click()
     progress = page.locator("#progress-en")
     expect(progress).to_have_text(f"live: {world.v2}")
     expect(en.locator(f"tr[data-model='{world.v2}'] .badge.live")).to_have_text("answering")
     expect(en.locator(f"tr[data-model='{world.v2}'] .badge.active")).to_have_text("active")
+    # Without a reload: this replica moved with the activation, the other follows the announcement.
+    for n in range(2):
+        expect(replicas.nth(n)).to_have_attribute("data-model", world.v2)
+    expect(en.locator(f"tr[data-model='{world.v2}'] td.replicas")).to_have_text(both)
+    expect(en.locator(f"tr[data-model='{world.v1}'] td.replicas")).to_have_text("")
+    expect(page.locator("#replicas-note")).to_have_text("replicas sharing this Redis: 2")
     page.screenshot(path=str(shots / "models.png"), full_page=True)
 
     open_view(page, "simulator")
@@ -194,6 +237,7 @@ def test_models_activate_another_model_until_live_then_roll_back(
     expect(page.locator("#progress-en")).to_have_text(f"live: {world.v1}")
     en = page.locator("article.lang[data-lang=en]")
     expect(en.locator(f"tr[data-model='{world.v1}'] .badge.live")).to_be_visible()
+    expect(en.locator(f"tr[data-model='{world.v1}'] td.replicas")).to_have_text(both)
 
     # A model that cannot load: the page says why, the answering model stays.
     page.problems.allowed.append(re.compile(r"status of 422"))  # type: ignore[attr-defined]
@@ -277,3 +321,65 @@ def test_health_shows_bots_swaps_and_a_request_chart(page: Page, world: ConsoleW
         re.compile(r"pl: peak (?!0\.00)[0-9.]+ req/s, p99 \d+ ms")
     )
     page.screenshot(path=str(shots / "health.png"), full_page=True)
+
+
+def test_restart_forgets_the_conversation_and_new_conversation_starts_another(
+    page: Page, world: ConsoleWorld, shots: Path
+) -> None:
+    sign_in(page)
+    session = new_conversation(page, "en-US")
+    chat = page.locator("#sim-chat")
+    say(page, "I want to book a table")
+    assert last_bot(page) in responses("en", "utter_ask_people")  # the booking form asks
+    bots = chat.locator(".bubble.bot").count()
+    page.click("#sim-restart")
+    expect(chat.locator(".bubble.restart")).to_have_text("Conversation restarted")
+    expect(chat.locator(".bubble.bot")).to_have_count(bots + 1)
+    # Rasa's restart says nothing (no utter_restart): Google would hear the language's empty prompt.
+    config = yaml.safe_load((ROOT / "config" / "gateway.yml").read_text(encoding="utf-8"))
+    assert last_bot(page) == config["bots"]["languages"]["en"]["prompts"]["empty"]
+    expect(chat).to_have_attribute("data-session", session)  # the same conversation, forgotten
+    expect(page.locator("#sim-request")).to_contain_text('"query": "/restart"')
+    expect(page.locator("#sim-text")).to_be_enabled()
+    page.screenshot(path=str(shots / "simulator-restart.png"), full_page=True)
+
+    events = tracker_events(world, f"en:{session}")
+    kinds = [event["event"] for event in events]
+    assert "restart" in kinds, kinds  # Rasa's Restarted event, not the text "restart" understood as chat
+    before = events[: kinds.index("restart")]
+    assert any(e["event"] == "active_loop" and e.get("name") == "booking_form" for e in before)
+    assert any(e["event"] == "action" and e.get("name") == "action_restart" for e in events)
+
+    # New conversation: another id and another tracker; the restarted one stays stored as it was.
+    page.click("#sim-new")
+    expect(chat).not_to_have_attribute("data-session", session)
+    expect(chat.locator(".bubble.bot")).to_have_count(1)
+    expect(chat.locator(".bubble.restart")).to_have_count(0)
+    fresh = chat.get_attribute("data-session")
+    assert fresh and fresh != session
+    fresh_kinds = [event["event"] for event in tracker_events(world, f"en:{fresh}")]
+    assert "session_started" in fresh_kinds and "restart" not in fresh_kinds
+    assert "restart" in [event["event"] for event in tracker_events(world, f"en:{session}")]
+
+
+def test_a_bot_reply_with_an_image_shows_an_image_card(page: Page, world: ConsoleWorld, shots: Path) -> None:
+    # The second model greets with a picture; it answers on this replica once activated here.
+    status, body = post_json(world.management + "/admin/models/en/activate", {"model": world.v2}, AUTH)
+    assert status == 200, body
+    try:
+        sign_in(page)
+        new_conversation(page, "en-US")  # the welcome turn: utter_greet, with the picture
+        bubble = page.locator("#sim-chat .bubble.bot").last
+        expect(bubble.locator("p")).to_have_text(NEW_GREETING)
+        picture = bubble.locator(".card.image-card img")
+        expect(picture).to_have_attribute("src", GREETING_IMAGE)
+        expect(picture).to_have_attribute("alt", NEW_GREETING)
+        # Loaded and decoded under the console's CSP (a blocked or failed load fails the test too).
+        page.wait_for_function(
+            "img => img.complete && img.naturalWidth === 160", arg=picture.element_handle()
+        )
+        expect(page.locator("#sim-response")).to_contain_text(f'"url": "{GREETING_IMAGE}"')
+        page.screenshot(path=str(shots / "simulator-image.png"), full_page=True)
+    finally:
+        status, body = post_json(world.management + "/admin/models/en/rollback", {}, AUTH)
+        assert status == 200, body

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import socket
@@ -100,6 +101,20 @@ def test_the_printed_token_opens_the_console_from_this_machine_only(local_gatewa
     assert status == 401 and b"admin routes are off" in body  # ... but the token is not accepted there
 
 
+def test_embedded_the_replica_list_is_this_process(local_gateway: tuple[int, str]) -> None:
+    port, token = local_gateway
+    status, raw = get(f"http://127.0.0.1:{port}/admin/replicas", token)
+    assert status == 200, raw
+    body = json.loads(raw)
+    assert (body["shared"], body["error"]) == (False, None)  # no Redis: nothing to share, nothing missing
+    [record] = body["replicas"]
+    assert record["replica"] == body["self"] == f"{socket.gethostname()}:{record['replica'].split(':')[-1]}"
+    for lang in ("en", "pl", "de"):
+        assert record["models"][lang]["state"] == "ready"
+        assert record["models"][lang]["model"].endswith(".tar.gz")
+
+
 def test_without_an_admin_token_there_is_no_console(gateway: GatewayProcess) -> None:
-    for path in ("/console/", "/console/app.js", "/admin/conversations/en", "/admin/swaps"):
+    paths = ("/console/", "/console/app.js", "/admin/conversations/en", "/admin/swaps", "/admin/replicas")
+    for path in paths:
         assert get(gateway.url + path)[0] == 404, path

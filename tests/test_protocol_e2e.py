@@ -10,15 +10,19 @@ from typing import Any
 import aiohttp
 import pytest
 
-from tests.shapes import dialogflow_request, schema_errors, v2_request
+from tests.shapes import GOOGLE_SCHEMAS, dialogflow_request, schema_errors, shape_of, v2_request
 from tests.support import GatewayProcess, builder_request, responses
 
 WEBHOOK = "/webhook/google"
 
 
 async def post(gw: GatewayProcess, body: Any) -> tuple[int, Any]:
+    """POST `body`; a 200 answer must pass its shape's schema (tests/schemas/)."""
     async with aiohttp.ClientSession() as http, http.post(gw.url + WEBHOOK, json=body) as resp:
-        return resp.status, await resp.json()
+        status, answer = resp.status, await resp.json()
+    if status == 200 and shape_of(body) in GOOGLE_SCHEMAS:
+        assert schema_errors(shape_of(body), answer) == [], answer
+    return status, answer
 
 
 async def post_bytes(

@@ -192,14 +192,17 @@ def test_custom_google_payload_is_passed_through_in_each_generation() -> None:
     legacy = {
         "systemIntent": system,
         "userStorage": '{"visits": 3}',
-        "richResponse": {"linkOutSuggestion": {}},
+        "richResponse": {"linkOutSuggestion": {"destinationName": "Site", "url": "https://example.com"}},
     }
     v2 = ConversationV2Codec().encode(TURN, Reply([{"text": "Pick"}, {"custom": {"google": legacy}}]))
     assert v2["expectedInputs"][0]["possibleIntents"] == [
         {"intent": "actions.intent.OPTION", "inputValueData": {"@type": "type.googleapis.com/x"}}
     ]
     assert v2["userStorage"] == '{"visits": 3}'
-    assert v2["expectedInputs"][0]["inputPrompt"]["richInitialPrompt"]["linkOutSuggestion"] == {}
+    assert v2["expectedInputs"][0]["inputPrompt"]["richInitialPrompt"]["linkOutSuggestion"] == {
+        "destinationName": "Site",
+        "openUrlAction": {"url": "https://example.com"},  # the deprecated `url` in its current place
+    }
 
     df = DialogflowCodec().encode(TURN, Reply([{"text": "Pick"}, {"custom": {"google": legacy}}]))
     assert df["payload"]["google"]["systemIntent"] == system
@@ -211,10 +214,10 @@ def test_custom_payload_without_google_key_changes_nothing() -> None:
     assert encode_all([{"text": "Hi"}, {"custom": {"facebook": {"x": 1}}}]) == plain
 
 
-def test_merge_is_deep_for_objects_and_replaces_everything_else() -> None:
+def test_merge_is_deep_for_objects_appends_lists_and_replaces_everything_else() -> None:
     base = {"a": {"b": 1, "c": [1]}, "d": 1}
     assert rich.merge(base, {"a": {"c": [2], "e": 3}, "d": {"x": 1}}) == {
-        "a": {"b": 1, "c": [2], "e": 3},
+        "a": {"b": 1, "c": [1, 2], "e": 3},
         "d": {"x": 1},
     }
     assert base == {"a": {"b": 1, "c": [1]}, "d": 1}  # inputs untouched

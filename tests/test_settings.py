@@ -61,6 +61,8 @@ def test_precedence_file_then_env_then_flags(tmp_path: Path) -> None:
         ({"GATEWAY_SERVER_DEADLINE_SECONDS": "0"}, "server.deadline_seconds=0.0: allowed a number"),
         ({"GATEWAY_ADMIN_TOKEN": "short"}, "admin.token: too short"),
         ({"GATEWAY_LOGGING_USER_TEXT": "maybe"}, "logging.user_text='maybe': allowed true or false"),
+        ({"GATEWAY_SERVER_REPLICA_NAME": "pod a:1"}, "server.replica_name='pod a:1': allowed 1..100 letters"),
+        ({"GATEWAY_SERVER_HEARTBEAT_SECONDS": "0"}, "server.heartbeat_seconds=0.0: allowed a number"),
     ],
 )
 def test_bad_values_name_key_value_and_allowed(env: dict[str, str], message: str) -> None:
@@ -89,6 +91,8 @@ def test_bad_values_name_key_value_and_allowed(env: dict[str, str], message: str
         ("GATEWAY_SERVER_DEADLINE_SECONDS", ".5e1", ("server", "deadline_seconds"), 5.0),
         ("GATEWAY_LOGGING_USER_TEXT", "YES", ("logging", "user_text"), True),
         ("GATEWAY_LOGGING_USER_TEXT", "0", ("logging", "user_text"), False),
+        ("GATEWAY_SERVER_REPLICA_NAME", "web-7f9c.eu_1", ("server", "replica_name"), "web-7f9c.eu_1"),
+        ("GATEWAY_SERVER_HEARTBEAT_SECONDS", "0.5", ("server", "heartbeat_seconds"), 0.5),
         # An empty value unsets an optional setting.
         ("GATEWAY_REDIS_URL", "", ("redis", "url"), None),
     ],

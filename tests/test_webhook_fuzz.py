@@ -20,6 +20,7 @@ from aiohttp.test_utils import TestClient
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
+from gateway.channels import system_intents
 from gateway.settings import Settings, load_settings
 from tests.inprocess import post_raw, running_gateway
 from tests.shapes import dialogflow_request, schema_errors, shape_of, v2_request
@@ -70,18 +71,9 @@ locales = st.sampled_from(
     ["en-US", "pl-PL", "de-DE", "de-AT", "ja-JP", "en_us", "PL", "x", "", "  "]
 ) | st.text(max_size=12)
 session_ids = st.sampled_from(["fuzz-a", "fuzz-b", "fuzz-c"]) | st.text(min_size=1, max_size=80)
+# Every documented system intent of each generation (gateway/channels/system_intents.py), and some others.
 v3_intents = st.sampled_from(
-    [
-        "actions.intent.MAIN",
-        "actions.intent.TEXT",
-        "actions.intent.CANCEL",
-        "actions.intent.NO_INPUT_1",
-        "actions.intent.NO_INPUT_FINAL",
-        "actions.intent.NO_MATCH_1",
-        "actions.intent.UNKNOWN",
-        "book_table",
-        "",
-    ]
+    [*sorted(system_intents.V3), "actions.intent.UNKNOWN", "book_table", ""]
 ) | st.text(max_size=20)
 v2_intents = st.sampled_from(
     [
@@ -90,27 +82,67 @@ v2_intents = st.sampled_from(
         "actions.intent.CANCEL",
         "actions.intent.NO_INPUT",
         "actions.intent.OPTION",
-        "actions.intent.PERMISSION",
+        *sorted(system_intents.V2_ARGUMENTS),
     ]
 )
+enums = st.sampled_from(["FINISHED", "FAILED", "STATUS_UNSPECIFIED", "OK", "CANCELLED", "CAN_TRANSACT"])
+argument_values = st.fixed_dictionaries(
+    {},
+    optional={
+        "boolValue": st.booleans(),
+        "textValue": st.text(max_size=20),
+        "text_value": st.sampled_from(["1", "0"]),
+        "rawText": st.text(max_size=20),
+        "extension": st.fixed_dictionaries(
+            {"@type": st.just("type.googleapis.com/google.actions.v2.MediaStatus")},
+            optional={
+                key: enums | st.text(max_size=8)
+                for key in ("status", "resultType", "userDecision", "purchaseStatus")
+            },
+        ),
+        "datetimeValue": st.fixed_dictionaries(
+            {},
+            optional={
+                "date": st.fixed_dictionaries(
+                    {"year": st.integers(0, 10000), "month": st.integers(0, 13), "day": st.integers(0, 32)}
+                ),
+                "time": st.fixed_dictionaries({"hours": st.integers(0, 25), "minutes": st.integers(0, 60)}),
+            },
+        ),
+        "placeValue": st.fixed_dictionaries(
+            {}, optional={"formattedAddress": st.text(max_size=20), "name": st.text(max_size=10)}
+        ),
+    },
+)
+argument_names = sorted(
+    {name for specs in system_intents.V2_ARGUMENTS.values() for name, _, _ in specs}
+    | {"text", "OPTION", "is_health_check", "IS_FINAL_REPROMPT", "REPROMPT_COUNT"}
+)
 v2_arguments = st.none() | st.lists(
-    st.fixed_dictionaries(
-        {
-            "name": st.sampled_from(
-                ["text", "OPTION", "is_health_check", "IS_FINAL_REPROMPT", "REPROMPT_COUNT"]
-            )
-        },
-        optional={
-            "boolValue": st.booleans(),
-            "textValue": st.text(max_size=20),
-            "rawText": st.text(max_size=20),
-        },
+    st.tuples(st.sampled_from(argument_names), argument_values).map(
+        lambda pair: {"name": pair[0], **pair[1]}
     ),
     max_size=3,
 )
+media_contexts = st.fixed_dictionaries(
+    {
+        "media": st.fixed_dictionaries(
+            {}, optional={"progress": st.text(max_size=8), "index": st.integers(-1, 3)}
+        )
+    }
+)
+
+
+def v3_request(context: dict[str, Any] | None, **kw: Any) -> dict[str, Any]:
+    body = builder_request(**kw)
+    if context is not None:
+        body["context"] = context
+    return body
+
 
 v3_requests = st.builds(
-    builder_request,
+    v3_request,
+    context=st.none() | media_contexts,
     text=utterances,
     locale=st.none() | locales,
     session_id=session_ids,

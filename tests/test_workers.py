@@ -25,6 +25,7 @@ from tests.support import GatewayProcess, RedisServer, builder_request, free_por
 
 # A request that hangs on a stopped worker (SIGSTOP) gives up after this and is retried elsewhere.
 _PATIENCE = aiohttp.ClientTimeout(total=5)
+_ADMIN_TOKEN = "workers-test-admin-token-0123456789"
 
 
 def _children(pid: int) -> set[int]:
@@ -137,7 +138,13 @@ async def test_one_readyz_and_one_metrics_for_all_workers(
     models_dir: Path, redis_server: RedisServer
 ) -> None:
     greetings = responses("de", "utter_greet")
-    with GatewayProcess.start(free_port(), _env(models_dir, redis_server), wait_ready=False) as gw:
+    # The session's Redis may still hold other tests' replicas (until their TTL): name these ones.
+    env = {
+        **_env(models_dir, redis_server),
+        "GATEWAY_ADMIN_TOKEN": _ADMIN_TOKEN,
+        "GATEWAY_SERVER_REPLICA_NAME": "workers-test",
+    }
+    with GatewayProcess.start(free_port(), env, wait_ready=False) as gw:
         workers = _wait_children(gw.proc.pid, count=2, without=set(), timeout=30)
         assert len(workers) == 2
         late, early = max(workers), min(workers)
@@ -193,6 +200,16 @@ async def test_one_readyz_and_one_metrics_for_all_workers(
             _, speech = await _greet(gw.url)
             assert speech in greetings
         await _scrape_each_worker(gw.url, workers, sent + 4)
+
+        # The console's replica list: each worker is a replica (its name and pid), whichever answers.
+        async with (
+            aiohttp.ClientSession(timeout=_PATIENCE) as http,
+            http.get(gw.url + "/admin/replicas", headers={"Authorization": f"Bearer {_ADMIN_TOKEN}"}) as resp,
+        ):
+            assert resp.status == 200
+            listed = [r for r in (await resp.json())["replicas"] if r["replica"].startswith("workers-test:")]
+        assert {record["replica"] for record in listed} == {f"workers-test:{pid}" for pid in workers}
+        assert len({record["models"]["de"]["model"] for record in listed}) == 1  # both answer with one model
 
 
 async def test_two_workers_share_the_port_and_stop_together(

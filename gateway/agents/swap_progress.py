@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -34,6 +35,15 @@ class SwapProgress:
     def __init__(self) -> None:
         self._current: dict[str, Swap] = {}
         self._recent: deque[Swap] = deque(maxlen=RECENT)
+        self._watchers: list[Callable[[], None]] = []
+
+    def watch(self, changed: Callable[[], None]) -> None:
+        """Call `changed` after every phase change (the replica heartbeat republishes at once)."""
+        self._watchers.append(changed)
+
+    def _changed(self) -> None:
+        for changed in self._watchers:
+            changed()
 
     def begin(self, lang: str, model: str) -> None:
         """A swap of `lang` to `model` starts (a second report of the same running swap changes nothing)."""
@@ -41,11 +51,13 @@ class SwapProgress:
         if current is not None and current.model == model and current.finished is None:
             return
         self._current[lang] = Swap(lang, model)
+        self._changed()
 
     def warming(self, lang: str, model: str) -> None:
         """`model` is loaded and answers its probe turn next."""
         self.begin(lang, model)
         self._current[lang].phase = WARMING
+        self._changed()
 
     def finish(self, lang: str, model: str, error: str | None = None) -> None:
         """The swap ended: live, or refused with `error` (reported once; later reports are ignored)."""
@@ -57,6 +69,7 @@ class SwapProgress:
             (REFUSED, error, time.time()) if error else (LIVE, None, time.time())
         )
         self._recent.appendleft(swap)
+        self._changed()
 
     def current(self, lang: str) -> dict[str, Any] | None:
         swap = self._current.get(lang)

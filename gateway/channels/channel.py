@@ -14,6 +14,7 @@ from typing import ClassVar
 
 from aiohttp import web
 
+from gateway.channels import system_intents
 from gateway.channels.protocol import JSON, Codec, Turn
 from gateway.errors import BadRequest
 from gateway.settings import ChannelSettings, Settings
@@ -78,4 +79,4 @@ class Channel:
     def decode(self, request: web.Request, body: JSON) -> tuple[Codec, Turn]:
         """The codec for `body` and the Turn it asks for (BadRequest naming the field at fault)."""
         codec = self.codec_for(body)
-        return codec, codec.decode(body)
+        return codec, system_intents.configured(codec.decode(body), self.settings.system_intents)

@@ -36,12 +36,13 @@ import secrets
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
 
+from gateway.channels.params import GATEWAY_KEY
 from gateway.channels.protocol import JSON, Reply, Turn, TurnKind
 from gateway.settings import Prompts
 
 logger = logging.getLogger(__name__)
 
-MEMORY_KEY = "_gateway"  # the one session param (v3) / token key (v2) the gateway reserves
+MEMORY_KEY = GATEWAY_KEY  # the one session param (v3) / token key (v2) the gateway reserves
 CONTEXT_ID = "_gateway_chips"  # the Dialogflow output context holding the memory
 CHIP_MAX_CHARS = 25
 MAX_CHIPS = 8
@@ -138,6 +139,11 @@ def collect(messages: Iterable[JSON]) -> tuple[Chip, ...]:
             taken.add(normal(title))
             out.append(Chip(title, full, payload))
     return tuple(out)
+
+
+def chip_title(raw: object) -> str:
+    """A title as a chip shows it on its own (a bot's custom.google suggestion): text, shortened."""
+    return shorten(_title(raw))
 
 
 def _title(raw: object) -> str:

@@ -9,7 +9,11 @@ channel can fill them the same way (all optional; absent when the request does n
 - `capabilities`: what the caller's surface can do, lower case: speech, rich_response, long_form_audio,
   interactive_canvas, web_link, home_storage (Google v3 `device.capabilities`; v2 `surface.capabilities`
   mapped onto the same names);
-- `user_verification`: "verified" or "guest" (Google `user.verificationStatus` / `userVerificationStatus`).
+- `user_verification`: "verified" or "guest" (Google `user.verificationStatus` / `userVerificationStatus`);
+- `session_params`, `intent_params`, `user_params`, `home_params`: the request's parameters, the same names in
+  every generation (gateway/channels/params.py): v3 `session.params` without the gateway's `_gateway` key,
+  `intent.params` as name -> resolved value (Dialogflow `queryResult.parameters`), `user.params` (legacy
+  `user.userStorage` decoded from actions-on-google-nodejs' {"data": ...} JSON string), `home.params`.
 """
 
 from __future__ import annotations

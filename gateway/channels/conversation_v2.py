@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
-from gateway.channels import chips, fields, rich
+from gateway.channels import chips, fields, params, passthrough, passthrough_write, rich, system_intents
 from gateway.channels.context import google_context
 from gateway.channels.protocol import JSON, Reply, Turn, TurnKind
+from gateway.channels.system_intents import SystemIntent
 from gateway.errors import BadRequest
 from gateway.settings import MAX_CANCEL_CHARS
 
@@ -29,6 +30,10 @@ class LegacyInput:
     intent: str
     text: str = ""
     final: bool = False
+    # A follow-up system intent (MEDIA_STATUS, CONFIRMATION...): the bot gets it, not text.
+    system: SystemIntent | None = None
+    # More for the bot's metadata (the OPTION intent and its key).
+    context: JSON = field(default_factory=dict)
 
 
 def read_input(app_request: JSON, where: str) -> LegacyInput:
@@ -37,18 +42,24 @@ def read_input(app_request: JSON, where: str) -> LegacyInput:
     first = inputs[0]
     at = f"{where}inputs[0]"
     intent = fields.string(first, "intent", f"{at}.intent", required=True)
+    arguments = fields.objects(first, "arguments", f"{at}.arguments")
+    # Google marks its health check with this argument, on MAIN or whichever launch intent it checks.
+    if _flag(fields.argument(arguments, "is_health_check"), at):
+        return LegacyInput(TurnKind.HEALTH_CHECK, intent)
+    system = system_intents.v2_system_intent(intent, arguments, at)
+    if system is not None:
+        return LegacyInput(TurnKind.MESSAGE, intent, system=system)
     kind = _KINDS.get(intent)
     if kind is None:
         raise BadRequest(f"unsupported intent {intent[:128]!r}")
     raw_inputs = fields.objects(first, "rawInputs", f"{at}.rawInputs")
     queries = [fields.string(raw, "query", f"{at}.rawInputs[{i}].query") for i, raw in enumerate(raw_inputs)]
-    arguments = fields.objects(first, "arguments", f"{at}.arguments")
-    if kind is TurnKind.WELCOME and _flag(fields.argument(arguments, "is_health_check"), at):
-        return LegacyInput(TurnKind.HEALTH_CHECK, intent)
     if kind is TurnKind.NO_INPUT:
         return LegacyInput(kind, intent, final=_flag(fields.argument(arguments, "IS_FINAL_REPROMPT"), at))
     if intent == "actions.intent.OPTION":
-        return LegacyInput(kind, intent, _text_value(fields.argument(arguments, "OPTION"), at))
+        key = _text_value(fields.argument(arguments, "OPTION"), at)
+        option = {"system_intent": intent, "arguments": {"option": key}}
+        return LegacyInput(kind, intent, key, context=option)  # the key is the user's choice, said
     text = next((q for q in queries if q.strip()), "")
     if not text and kind is TurnKind.MESSAGE:
         text = _text_value(fields.argument(arguments, "text"), at)
@@ -58,16 +69,21 @@ def read_input(app_request: JSON, where: str) -> LegacyInput:
 def request_context(channel: str, locale: str, app_request: JSON, where: str) -> JSON:
     """The caller's context (gateway/channels/context.py) from an AppRequest's user, device and surface."""
     user, device, surface = (fields.obj(app_request, k, f"{where}{k}") for k in ("user", "device", "surface"))
-    return google_context(channel, locale, user, device, surface, where)
+    return {
+        **google_context(channel, locale, user, device, surface, where),
+        **params.legacy_user_params(user, where),
+    }
 
 
 def _flag(arg: JSON | None, at: str) -> bool:
-    """A boolean argument (boolValue true, or textValue "1"/"true" as older requests carry it)."""
+    """A boolean argument (boolValue true, or textValue "1"/"true" as older requests carry it; Google's
+    health-check sample spells it text_value)."""
     if arg is None:
         return False
     if fields.boolean(arg, "boolValue", f"{at}.arguments.boolValue"):
         return True
-    return fields.string(arg, "textValue", f"{at}.arguments.textValue").lower() in ("1", "true")
+    text = fields.string(arg, "textValue", f"{at}.arguments.textValue")
+    return (text or fields.string(arg, "text_value", f"{at}.arguments.text_value")).lower() in ("1", "true")
 
 
 def _text_value(arg: JSON | None, at: str) -> str:
@@ -106,7 +122,7 @@ class ConversationV2Codec:
             return Turn(TurnKind.HEALTH_CHECK, "", user_locale or None, intent=wanted.intent)
         conversation_id = fields.string(conversation, "conversationId", "conversation.conversationId")
         locale = fields.locale((user_locale, "user.locale"))
-        return Turn(
+        turn = Turn(
             kind=wanted.kind,
             session_id=fields.session_id(conversation_id, "conversation.conversationId"),
             locale=locale,
@@ -114,23 +130,20 @@ class ConversationV2Codec:
             intent=wanted.intent,
             final=wanted.final,
             echo=unwrap_token(token),
-            context=request_context(self.channel, locale, body, ""),
+            context={**request_context(self.channel, locale, body, ""), **wanted.context},
         )
+        return turn if wanted.system is None else system_intents.with_intent(turn, wanted.system)
 
     def encode(self, turn: Turn, reply: Reply) -> JSON:
         """expectedInputs with a rich initial prompt while the conversation goes on, else finalResponse."""
-        layout = rich.render_reply(reply, turn.context)
+        layout, custom = passthrough.layout_reply(reply, turn.context)
         cancel = turn.kind is TurnKind.CANCEL
         max_chars = MAX_CANCEL_CHARS if cancel else rich.SIMPLE_MAX_CHARS
         if cancel:
             layout = rich.Rich(simples=layout.simples[:1], google=layout.google)
-        google = dict(layout.google)
-        google.pop("expectUserResponse", None)
-        custom_rich = google.pop("richResponse", None)
-        system_intent = google.pop("systemIntent", None)
         prompt = rich.legacy_rich_response(layout, with_chips=not reply.end_conversation, max_chars=max_chars)
-        if isinstance(custom_rich, dict):
-            prompt = rich.merge(prompt, custom_rich)
+        dropped: list[str] = []
+        prompt = passthrough_write.legacy_rich(prompt, custom, dropped, ending=reply.end_conversation)
         out: JSON
         if reply.end_conversation:
             out = {"expectUserResponse": False, "finalResponse": {"richResponse": prompt}}
@@ -139,16 +152,11 @@ class ConversationV2Codec:
                 "inputPrompt": {"richInitialPrompt": prompt},
                 "possibleIntents": [{"intent": TEXT_INTENT}],
             }
-            if isinstance(system_intent, dict) and isinstance(system_intent.get("intent"), str):
-                wanted: JSON = {"intent": system_intent["intent"]}
-                if "data" in system_intent:
-                    wanted["inputValueData"] = system_intent["data"]
-                expected["possibleIntents"] = [wanted]
             out = {"expectUserResponse": True, "expectedInputs": [expected]}
         token = wrap_token(turn.echo.get("conversationToken"), reply.memory)
         if token is not None:
             out["conversationToken"] = token
-        return rich.merge(out, google)
+        return passthrough_write.v2(out, custom, turn, dropped)
 
 
 # The token is the action's own state: when the gateway has chips to remember it wraps that state as

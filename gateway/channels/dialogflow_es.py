@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
-from gateway.channels import chips, fields, rich
-from gateway.channels.conversation_v2 import read_input, request_context
+import re
+
+from gateway.channels import chips, fields, params, passthrough, passthrough_write, rich, system_intents
+from gateway.channels.conversation_v2 import TEXT_INTENT, read_input, request_context
 from gateway.channels.protocol import JSON, Reply, Turn, TurnKind
 from gateway.settings import MAX_CANCEL_CHARS
 
 # The query text Dialogflow reports when Google starts the conversation (the welcome event).
 WELCOME_QUERY = "GOOGLE_ASSISTANT_WELCOME"
 _PAYLOAD = "originalDetectIntentRequest.payload."
+# A Dialogflow ES session path, the prefix of its context names (WebhookRequest.session).
+_SESSION_RE = re.compile(
+    r"^projects/[^/]+/(locations/[^/]+/)?agent/(environments/[^/]+/users/[^/]+/)?sessions/[^/]+$"
+)
 
 
 class DialogflowCodec:
@@ -18,7 +24,8 @@ class DialogflowCodec:
     The Dialogflow session is the conversation. Routing prefers `queryResult.languageCode` (the
     language Dialogflow matched in) over the payload's `user.locale`; with neither the request is
     refused with 400. When the payload holds Google's inputs they decide the turn (welcome, cancel,
-    no-input, health check) exactly as in the legacy conversation webhook.
+    no-input, health check, system intents) exactly as in the legacy conversation webhook; an
+    event-triggered request's queryText (the event's name) is then not what the user said.
     """
 
     channel = "dialogflow"
@@ -42,20 +49,23 @@ class DialogflowCodec:
         user_locale = fields.string(
             fields.obj(payload, "user", _PAYLOAD + "user"), "locale", _PAYLOAD + "user.locale"
         )
-        kind, text, final = TurnKind.MESSAGE, query, False
+        kind, text, final, system, extra = TurnKind.MESSAGE, query, False, None, {}
         if "inputs" in payload:
             wanted = read_input(payload, _PAYLOAD)
             if wanted.kind is TurnKind.HEALTH_CHECK:
                 return Turn(TurnKind.HEALTH_CHECK, "", language or user_locale or None, intent=intent)
-            kind, final = wanted.kind, wanted.final
-            text = query or wanted.text
+            kind, final, system, extra = wanted.kind, wanted.final, wanted.system, wanted.context
+            # An event-triggered request's queryText is the event's name ("actions_intent_OPTION"): the
+            # payload's input is what the user did; only typed or spoken text is queryText's to say.
+            system_input = wanted.intent.startswith(system_intents.PREFIX) and wanted.intent != TEXT_INTENT
+            text = wanted.text if system_input else query or wanted.text
         if query == WELCOME_QUERY:
             kind = TurnKind.WELCOME
         session = fields.session_id(fields.string(body, "session", "session"), "session")
         locale = fields.locale(
             (language, "queryResult.languageCode"), (user_locale, _PAYLOAD + "user.locale")
         )
-        return Turn(
+        turn = Turn(
             kind=kind,
             session_id=session,
             locale=locale,
@@ -63,28 +73,35 @@ class DialogflowCodec:
             intent=intent,
             final=final,
             echo=_memory(result),
-            context=request_context(self.channel, locale, payload, _PAYLOAD),
+            context={
+                **request_context(self.channel, locale, payload, _PAYLOAD),
+                **params.dialogflow_params(result),
+                **extra,
+            },
         )
+        return turn if system is None else system_intents.with_intent(turn, system)
 
     def encode(self, turn: Turn, reply: Reply) -> JSON:
         """fulfillmentText for any integration, payload.google for the Assistant."""
-        layout = rich.render_reply(reply, turn.context)
+        layout, custom = passthrough.layout_reply(reply, turn.context)
         max_chars = rich.SIMPLE_MAX_CHARS
         if turn.kind is TurnKind.CANCEL:
             layout = rich.Rich(simples=layout.simples[:1], google=layout.google)
             max_chars = MAX_CANCEL_CHARS
+        ending = reply.end_conversation
+        dropped: list[str] = []
+        response = rich.legacy_rich_response(layout, with_chips=not ending, max_chars=max_chars)
         google: JSON = {
-            "expectUserResponse": not reply.end_conversation,
-            "richResponse": rich.legacy_rich_response(
-                layout, with_chips=not reply.end_conversation, max_chars=max_chars
-            ),
+            "expectUserResponse": not ending,
+            "richResponse": passthrough_write.legacy_rich(response, custom, dropped, ending=ending),
         }
         out: JSON = {
             "fulfillmentText": layout.display_text,
-            "payload": {"google": rich.merge(google, layout.google)},
+            "payload": {"google": passthrough_write.dialogflow(google, custom, turn, dropped)},
         }
-        if reply.memory is not None:
-            # Lives for the next query only: a chip is an answer to this prompt, not to later ones.
+        if reply.memory is not None and _SESSION_RE.match(turn.session_id):
+            # Lives for the next query only: a chip is an answer to this prompt, not to later ones. A
+            # session that is no Dialogflow session path cannot name a context: its chips post back as text.
             name = f"{turn.session_id}/contexts/{chips.CONTEXT_ID}"
             out["outputContexts"] = [{"name": name, "lifespanCount": 1, "parameters": reply.memory}]
         return out

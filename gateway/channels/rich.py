@@ -13,8 +13,11 @@ The rules (Google's documented limits):
 - every bubble has display text: SSML shows its text, an `<audio>` its `<desc>` or fallback text, and
   speech with nothing displayable (`<speak><audio src="..."/></speak>`) the language's `silent_display`
   (Google's SSML guide: even a response that is only an `<audio>` needs text "for display purposes");
-- a `custom` payload's `google` object is passed through as-is (merged over what the gateway built);
-  `{"google": {"expectUserResponse": false}}` also ends the conversation.
+- a `custom` payload's `google` objects are merged in order (objects merge, lists append) and passed
+  through per shape by gateway/channels/passthrough.py: written for one shape (v3 or legacy), translated
+  field by field into each response shape, appended to what the gateway built (simple response first,
+  one rich item), what a shape cannot express dropped with one warning;
+  `expectUserResponse: false` or `scene.next` END_CONVERSATION also ends the conversation.
 """
 
 from __future__ import annotations
@@ -25,7 +28,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from gateway.channels import chips as chip_memory
-from gateway.channels.protocol import JSON, Reply
+from gateway.channels.protocol import JSON
 
 SIMPLE_MAX_CHARS = 640
 CHIP_MAX_CHARS = chip_memory.CHIP_MAX_CHARS
@@ -128,6 +131,11 @@ def simples(all_texts: list[str], silent_display: str = "") -> tuple[Simple, ...
     return simple(all_texts[:1], silent_display), simple(all_texts[1:], silent_display)
 
 
+def chip_title(raw: object) -> str:
+    """A title as a chip shows it: text, whitespace collapsed, shortened at a word boundary (chips.py)."""
+    return chip_memory.chip_title(raw)
+
+
 def chips(messages: Iterable[JSON]) -> tuple[str, ...]:
     """Suggestion chips from buttons and quick replies: at most 8, unique, short (chips.collect)."""
     return tuple(chip.title for chip in chip_memory.collect(messages))
@@ -162,11 +170,16 @@ def google_payload(messages: Iterable[JSON]) -> JSON:
 
 
 def merge(base: JSON, extra: JSON) -> JSON:
-    """`extra` deep-merged over `base` (objects merge, anything else is replaced); inputs untouched."""
+    """`extra` deep-merged over `base` (objects merge, lists append, anything else is replaced)."""
     out = dict(base)
     for key, value in extra.items():
         current = out.get(key)
-        out[key] = merge(current, value) if isinstance(current, dict) and isinstance(value, dict) else value
+        if isinstance(current, dict) and isinstance(value, dict):
+            out[key] = merge(current, value)
+        elif isinstance(current, list) and isinstance(value, list):
+            out[key] = current + value
+        else:
+            out[key] = value
     return out
 
 
@@ -178,11 +191,6 @@ def render(messages: list[JSON], *, screen: bool = True, silent_display: str = "
         image=image(messages) if screen else None,
         google=google_payload(messages),
     )
-
-
-def render_reply(reply: Reply, context: JSON) -> Rich:
-    """Lay out `reply` for the caller `context` describes (gateway/channels/context.py)."""
-    return render(reply.messages, screen=chip_memory.has_screen(context), silent_display=reply.silent_display)
 
 
 def legacy_items(rich: Rich, *, max_chars: int = SIMPLE_MAX_CHARS) -> list[JSON]:

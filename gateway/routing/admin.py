@@ -36,11 +36,12 @@ ADMIN_MAX_BODY = 4096
 
 
 def add_routes(router: web.UrlDispatcher) -> None:
-    """Register /admin/models routes, and the console's (conversations, swaps, simulator)."""
+    """Register /admin/models routes, and the console's (conversations, swaps, replicas, simulator)."""
     router.add_get("/admin/models", _admin(list_models))
     router.add_post("/admin/models/{lang}/activate", _admin(activate))
     router.add_post("/admin/models/{lang}/rollback", _admin(rollback))
     router.add_get("/admin/swaps", _admin(admin_console.recent_swaps))
+    router.add_get("/admin/replicas", _admin(admin_console.list_replicas))
     router.add_post("/admin/simulate", _admin(admin_console.simulate))
     router.add_get("/admin/conversations/{lang}", _admin(admin_console.list_conversations))
     conversation = "/admin/conversations/{lang}/{sender:.+}"

@@ -1,4 +1,5 @@
-"""Admin API behind the console: conversations (list, transcript, erase), recent swaps, the simulator."""
+"""Admin API behind the console: conversations (list, transcript, erase), recent swaps, replicas, the
+simulator."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ from gateway.routing import access, webhook
 from gateway.routing.webhook import json_response
 from gateway.storage.conversations import transcript
 from gateway.storage.model_store import ModelInfo, ModelStore
+from gateway.storage.replicas import REPLICAS
 
 if TYPE_CHECKING:
     from gateway.storage.event_log import EventLogTrackerStore
@@ -26,6 +28,7 @@ logger = logging.getLogger(__name__)
 
 MAX_PAGE = 200
 MAX_SENDER_CHARS = 512
+RESTART = "/restart"  # Rasa's default intent: the restart rule runs action_restart (a `restart` event)
 
 
 def _int_param(request: web.Request, name: str, default: int, low: int, high: int) -> int:
@@ -132,14 +135,36 @@ async def recent_swaps(request: web.Request) -> web.Response:
     )
 
 
+async def list_replicas(request: web.Request) -> web.Response:
+    """GET /admin/replicas: every live gateway process sharing this one's Redis (this one alone when
+    embedded), each with the model it answers with per language; `error` says why others may be missing."""
+    replicas = request.app[REPLICAS]
+    records, error = await replicas.list()
+    return json_response(
+        {
+            "self": replicas.id,
+            "shared": replicas.client is not None,
+            "heartbeat_seconds": replicas.interval,
+            "error": error,
+            "replicas": records,
+        }
+    )
+
+
 async def simulate(request: web.Request) -> web.Response:
     """POST /admin/simulate: a webhook body, answered by the webhook's own path, with what answered it.
 
     The admin token stands in for Google's token, so the console works on the management listener
-    (which does not serve /webhook/google) and with Google verification on.
+    (which does not serve /webhook/google) and with Google verification on. With `?restart=true` the
+    message turn is Rasa's /restart instead of its text (the Restart button): typed text never picks an
+    intent, so this is the one way to restart a conversation, and only with the admin token.
     """
     started = asyncio.get_running_loop().time()
-    answer = await webhook.webhook_turn(request, started)
+    restart = request.query.get("restart", "false")
+    if restart not in ("true", "false"):
+        raise BadRequest(f"query parameter restart={restart[:40]!r} must be true or false")
+    payload = RESTART if restart == "true" else ""
+    answer = await webhook.webhook_turn(request, started, payload=payload)
     note = access.exchange_of(request)
     body = answer.body if isinstance(answer.body, bytes) else b"null"
     return json_response(

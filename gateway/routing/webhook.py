@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
@@ -14,8 +15,9 @@ from aiohttp import web
 from gateway import appkeys, metrics
 from gateway.agents.pool import Bot
 from gateway.auth.admin import refusal_response
-from gateway.channels import chips, rich
+from gateway.channels import chips, passthrough, rich, system_intents
 from gateway.channels.channel import Channel
+from gateway.channels.dialogflow_es_channel import DialogflowEsChannel
 from gateway.channels.google import GoogleChannel
 from gateway.channels.protocol import JSON, Reply, Turn, TurnKind
 from gateway.channels.registry import enabled_channels
@@ -83,9 +85,12 @@ async def channel_webhook(request: web.Request, channel: Channel) -> web.Respons
     return await webhook_turn(request, started, channel)
 
 
-async def webhook_turn(request: web.Request, started: float, channel: Channel | None = None) -> web.Response:
+async def webhook_turn(
+    request: web.Request, started: float, channel: Channel | None = None, payload: str = ""
+) -> web.Response:
     """One webhook exchange once the caller is admitted (a channel's own check, or the console's
-    simulator, which speaks Google's shape)."""
+    simulator, which speaks Google's shape). `payload`: a Rasa message the gateway sends in place of a
+    message turn's text (the simulator's Restart; never from the request body)."""
     app = request.app
     settings = app[appkeys.SETTINGS]
     if channel is None:
@@ -98,6 +103,8 @@ async def webhook_turn(request: web.Request, started: float, channel: Channel | 
         await channel.accept(request, raw, body)
         codec, turn = channel.decode(request, body)
         note.channel = codec.channel
+        if payload and turn.kind is TurnKind.MESSAGE:
+            turn = dataclasses.replace(turn, payload=payload)
         memory_key = chips.key_of(settings.google.memory_key)
         turn = chips.recall(turn, memory_key)  # a tapped chip reaches the bot as its button's payload
     except Refused as exc:
@@ -150,6 +157,8 @@ async def answer(
         text = bot.settings.welcome
     elif turn.payload:
         text = turn.payload  # built by the gateway, not typed: the one way a payload reaches the bot
+        if bot.model is not None and bot.model.agent.domain is not None:
+            text = system_intents.for_domain(text, bot.model.agent.domain.intents)
     else:
         text = user_text(turn.text)[: settings.server.max_text_chars]
     if turn.kind is TurnKind.NO_INPUT or not text.strip():
@@ -186,14 +195,21 @@ async def answer(
     except Exception:  # a bug inside the bot must not become a 5xx for Google; it is logged in full
         logger.exception("bot %s: turn for %s failed", bot.lang, turn.session_id)
         return Reply([{"text": prompts.unavailable}])
-    messages = never_silent(messages, prompts.empty)
+    messages = never_silent(messages, prompts.empty, google=input_channel in _GOOGLE_SHAPED)
     return Reply(messages, end_conversation=_ends(messages, settings.ending_actions))
 
 
-def never_silent(messages: list[JSON], empty_prompt: str) -> list[JSON]:
+# Channels whose codecs answer in Google's shapes, where custom.google is passed through.
+_GOOGLE_SHAPED = frozenset({GoogleChannel.name, DialogflowEsChannel.name})
+
+
+def never_silent(messages: list[JSON], empty_prompt: str, *, google: bool = False) -> list[JSON]:
     """`messages` with the language's empty prompt added when none of them says anything."""
-    # Images, chips and custom payloads alone are no prompt: Google needs a simple response first.
-    return messages if rich.texts(messages) else [*messages, {"text": empty_prompt}]
+    # Images, chips and custom payloads alone are no prompt: Google needs a simple response first. On
+    # the channels answering in Google's shapes (`google`), a custom.google simple response is one.
+    if rich.texts(messages) or (google and passthrough.speaks(messages)):
+        return messages
+    return [*messages, {"text": empty_prompt}]
 
 
 def sender_id(lang: str, session_id: str, namespace: str = "") -> str:
@@ -222,10 +238,8 @@ def _ends(messages: list[JSON], ending_actions: frozenset[str]) -> bool:
         if message.get("utter_action") in ending_actions:
             return True
         custom = message.get("custom")
-        if isinstance(custom, dict):
-            google = custom.get("google")
-            if isinstance(google, dict) and google.get("expectUserResponse") is False:
-                return True
+        if isinstance(custom, dict) and passthrough.ends(custom.get("google")):
+            return True
     return False
 
 

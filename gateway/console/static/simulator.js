@@ -42,6 +42,13 @@ function bubble(who, ...children) {
   return item;
 }
 
+function image(picture) {
+  // Only https images load (the console's CSP, as on Assistant); any other URL is named, not fetched.
+  const url = typeof picture.url === "string" ? picture.url : "";
+  if (/^https:\/\//i.test(url)) return el("img", { src: url, alt: picture.alt || "", className: "card-image" });
+  return url ? el("p", { className: "meta", text: `image not shown (not https): ${url}` }) : null;
+}
+
 function render(response) {
   const prompt = response.prompt || {};
   const parts = [];
@@ -51,17 +58,17 @@ function render(response) {
   const content = prompt.content || {};
   const card = content.card;
   if (card) {
-    const image = card.image && card.image.url
-      ? el("img", { src: card.image.url, alt: card.image.alt || "", className: "card-image" })
-      : null;
     parts.push(el("div", { className: "card" },
-      image,
+      card.image ? image(card.image) : null,
       card.title ? el("strong", { text: card.title }) : null,
       card.subtitle ? el("em", { text: card.subtitle }) : null,
       card.text ? el("p", { text: card.text }) : null));
   }
-  if (content.image && content.image.url) {
-    parts.push(el("img", { src: content.image.url, alt: content.image.alt || "", className: "card-image" }));
+  const picture = content.image ? image(content.image) : null;
+  if (picture) {
+    // Assistant shows a lone image as a card of its own under the text; the alt text is its caption
+    // for screen readers.
+    parts.push(el("div", { className: "card image-card" }, picture));
   }
   bubble("bot", ...parts);
   const chips = prompt.suggestions || [];
@@ -77,13 +84,13 @@ function render(response) {
   }
 }
 
-async function turn(text, intent) {
+async function turn(text, intent, restart = false) {
   clearError();
   const body = request(text, intent);
-  if (text && intent === "actions.intent.TEXT") bubble("user", el("p", { text }));
+  if (text && intent === "actions.intent.TEXT" && !restart) bubble("user", el("p", { text }));
   $("sim-request").textContent = pretty(body);
   try {
-    const { data } = await api("POST", "/admin/simulate", body);
+    const { data } = await api("POST", restart ? "/admin/simulate?restart=true" : "/admin/simulate", body);
     $("sim-response").textContent = pretty(data.response);
     $("sim-meta").textContent =
       `bot ${data.lang || "none"} · model ${data.model || "none"} · locale ${data.locale || "none"} · ` +
@@ -119,6 +126,18 @@ function newConversation() {
   });
 }
 
+function restartConversation() {
+  // Same conversation id, but the bot forgets it: Rasa's /restart (typed, it would be plain text).
+  return enqueue(() => {
+    if (session === null) return newConversation();
+    ended = false;
+    $("sim-text").disabled = false;
+    for (const old of document.querySelectorAll("#sim-chat .chips")) old.remove();
+    bubble("restart", el("span", { text: "Conversation restarted" }));
+    return turn("/restart", "actions.intent.TEXT", true);
+  });
+}
+
 export function configure(bots) {
   const list = clear($("sim-locales"));
   for (const bot of bots || []) {
@@ -135,13 +154,7 @@ export function init() {
     say(text);
   });
   $("sim-new").addEventListener("click", () => newConversation());
-  $("sim-restart").addEventListener("click", () => {
-    enqueue(() => {
-      ended = false;
-      $("sim-text").disabled = false;
-    });
-    say("/restart");
-  });
+  $("sim-restart").addEventListener("click", () => restartConversation());
 }
 
 export async function enter() {
