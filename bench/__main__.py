@@ -16,6 +16,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -48,6 +49,23 @@ def _parser() -> argparse.ArgumentParser:
         choices=["google", "rest", "dialogflow_cx"],
         help="what the load speaks to the gateway (the usual deployment is always driven with google)",
     )
+    parser.add_argument(
+        "--router",
+        default="auto",
+        choices=["auto", "nginx", "python"],
+        help="the usual deployment's front: nginx + Lua when installed (auto), required (nginx), or the "
+        "Python proxy bench/proxy.py (python)",
+    )
+    parser.add_argument(
+        "--rates",
+        help="open-loop arrival rates after the closed-loop levels: N%% of the usual deployment's best "
+        "closed-loop throughput, or plain req/s; '' for none (default 50%%,100%%,150%% when usual is "
+        "measured, else none)",
+    )
+    parser.add_argument(
+        "--rate-duration", type=float, help="seconds of scheduled sends per rate (default: --duration)"
+    )
+    parser.add_argument("--rate-timeout", type=float, default=10.0, help="open-loop request timeout, s")
     parser.add_argument("--ready-timeout", type=float, default=600.0, help="seconds to wait for start-up")
     parser.add_argument(
         "--inference",
@@ -140,7 +158,8 @@ def run_raw(models: dict[str, Path], args: argparse.Namespace, levels: list[int]
     for point in raw["levels"]:
         point["rss_bytes"] = {"server": point["rss_bytes"]}
         point["cpu_ms_per_request"] = {"server": point["cpu_ms_per_request"]}
-    return {"ready_seconds": raw["load_seconds"], "levels": raw["levels"], "notes": ["in-memory trackers"]}
+    notes = ["in-memory trackers", "custom actions in process (rasa-sdk's ActionExecutor)"]
+    return {"ready_seconds": raw["load_seconds"], "levels": raw["levels"], "notes": notes}
 
 
 def loadgen(
@@ -181,6 +200,74 @@ def loadgen(
     return result
 
 
+def open_loop(system: System, rate: float, args: argparse.Namespace, langs: list[str]) -> dict[str, Any]:
+    """One open-loop run at `rate` req/s from a separate process (bench.openloop); its JSON result."""
+    duration = args.rate_duration or args.duration
+    channel = args.channel if system.name.startswith("gateway") else "google"
+    with tempfile.TemporaryDirectory(prefix="bench-open-") as tmp:
+        out = Path(tmp) / "open.json"
+        argv = [
+            sys.executable,
+            "-m",
+            "bench.openloop",
+            f"--url={system.url}",
+            f"--rate={rate}",
+            f"--duration={duration}",
+            f"--timeout={args.rate_timeout}",
+            f"--langs={','.join(langs)}",
+            f"--channel={channel}",
+            f"--out={out}",
+        ]
+        subprocess.run(argv, cwd=ROOT, check=True, timeout=duration + args.rate_timeout + 120)
+        result: dict[str, Any] = json.loads(out.read_text())
+    system.check_alive()
+    return result
+
+
+def parse_rates(spec: str) -> list[str]:
+    """The --rates entries, checked: "50%" (of the usual deployment's best) or "40" (req/s)."""
+    entries = [entry.strip() for entry in spec.split(",") if entry.strip()]
+    for entry in entries:
+        try:
+            value = float(entry.removesuffix("%"))
+        except ValueError:
+            raise SystemExit(f"bench: --rates entry {entry!r} is not a number or N%") from None
+        if value <= 0:
+            raise SystemExit(f"bench: --rates entry {entry!r} must be positive")
+    return entries
+
+
+def resolve_rates(entries: list[str], usual: dict[str, Any] | None) -> list[tuple[str, float]]:
+    """(label, req/s) per entry; percentages need the usual deployment's closed-loop levels."""
+    best = max((p["throughput"] for p in (usual or {}).get("levels", [])), default=0.0)
+    out = []
+    for entry in entries:
+        if entry.endswith("%"):
+            if best <= 0:
+                continue
+            out.append((entry, round(best * float(entry[:-1]) / 100.0, 1)))
+        else:
+            out.append((f"{float(entry):g}/s", float(entry)))
+    return out
+
+
+def measure_rates(
+    system: System, rates: list[tuple[str, float]], args: argparse.Namespace, langs: list[str]
+) -> list[dict[str, Any]]:
+    """Every open-loop rate against `system`, in order."""
+    points = []
+    for label, rate in rates:
+        point = {"label": label, **open_loop(system, rate, args, langs)}
+        points.append(point)
+        print(
+            f"bench: {system.name:<17} {label:>6} = {rate:6.1f}/s  achieved {point['throughput']:7.1f} req/s"
+            f"  p50 {point['p50_ms']} ms  p99 {point['p99_ms']} ms"
+            f"  errors {point['errors']}  timeouts {point['timeouts']}  wrong {point['wrong']}",
+            flush=True,
+        )
+    return points
+
+
 def measure(
     system: System, redis: Redis, args: argparse.Namespace, levels: list[int], langs: list[str]
 ) -> Any:
@@ -214,9 +301,16 @@ def _pids(system: System, groups: dict[str, Any]) -> dict[str, list[int]]:
 
 
 def run_system(
-    name: str, start: Any, redis: Redis, args: argparse.Namespace, levels: list[int], langs: list[str]
+    name: str,
+    start: Any,
+    redis: Redis,
+    args: argparse.Namespace,
+    levels: list[int],
+    langs: list[str],
+    rates: Callable[[list[dict[str, Any]]], list[tuple[str, float]]],
 ) -> dict[str, Any]:
-    """Start a system on an empty Redis, measure it, note whether its trackers went to Redis, stop it."""
+    """Start a system on an empty Redis, measure it (closed loop, then the open-loop `rates(levels)`),
+    note whether its trackers went to Redis, stop it."""
     redis.command("FLUSHALL")
     print(f"bench: starting {name} ...", flush=True)
     try:
@@ -224,23 +318,33 @@ def run_system(
     except (RuntimeError, TimeoutError, OSError) as exc:
         # One system that cannot start must not cost the others' results: report it and go on.
         print(f"bench: {name} did not start: {exc}", file=sys.stderr, flush=True)
-        return {"ready_seconds": None, "levels": [], "notes": [f"did not start: {str(exc)[:500]}"]}
+        return {
+            "ready_seconds": None,
+            "levels": [],
+            "open_loop": [],
+            "notes": [f"did not start: {str(exc)[:500]}"],
+        }
     system.name = name
     try:
         print(f"bench: {name} ready in {system.ready_seconds:.1f}s", flush=True)
         points = measure(system, redis, args, levels, langs)
         keys = redis.command("DBSIZE")
+        open_points = measure_rates(system, rates(points), args, langs)
     finally:
         system.stop()
     notes = list(system.notes)
     if not keys:
         notes.append("no keys in Redis after the run: this build keeps trackers in memory")
-    return {
+    out = {
         "ready_seconds": round(system.ready_seconds, 2),
         "redis_keys": keys,
         "levels": points,
+        "open_loop": open_points,
         "notes": notes,
     }
+    if system.router:
+        out["router"] = system.router
+    return out
 
 
 def main() -> int:
@@ -259,6 +363,13 @@ def main() -> int:
     inference = (args.inference or ("loop,thread" if args.prod else "loop")).split(",")
     if not set(inference) <= {"loop", "thread"}:
         raise SystemExit("bench: --inference takes loop, thread or loop,thread")
+    if args.rates is None:
+        args.rates = "50%,100%,150%" if "usual" in wanted else ""
+    rate_entries = parse_rates(args.rates)
+    if any(entry.endswith("%") for entry in rate_entries) and "usual" not in wanted:
+        raise SystemExit(
+            "bench: --rates in % of the usual deployment need usual in --systems (or give req/s)"
+        )
     started = time.time()
     result: dict[str, Any] = {
         "machine": machine(),
@@ -271,6 +382,10 @@ def main() -> int:
             "channel": args.channel,
             "workers": workers,
             "inference": inference,
+            "rates": rate_entries,
+            "rate_duration": args.rate_duration or args.duration,
+            "rate_timeout": args.rate_timeout,
+            "router": args.router,
             "command": " ".join(sys.argv),
         },
         "systems": {},
@@ -298,6 +413,19 @@ def main() -> int:
             )
     redis = Redis()
     try:
+        # The usual deployment first: the open-loop rates are percentages of its best closed-loop result.
+        if "usual" in wanted:
+
+            def start_rasa() -> System:
+                return start_usual(models, redis.port, args.ready_timeout, args.router)
+
+            def usual_rates(points: list[dict[str, Any]]) -> list[tuple[str, float]]:
+                return resolve_rates(rate_entries, {"levels": points})
+
+            result["systems"]["usual"] = run_system(
+                "usual", start_rasa, redis, args, levels, langs, usual_rates
+            )
+        rates = resolve_rates(rate_entries, result["systems"].get("usual"))
         if "gateway" in wanted:
             for mode, count in [(mode, count) for mode in inference for count in workers]:
                 name = f"gateway w{count}" + ("" if mode == "loop" else f" {mode}")
@@ -306,15 +434,13 @@ def main() -> int:
                 def start(count: int = count, env: dict[str, str] = env) -> System:
                     return start_gateway(models, redis.url, count, args.ready_timeout, env)
 
-                result["systems"][name] = run_system(name, start, redis, args, levels, langs)
-        if "usual" in wanted:
-
-            def start_rasa() -> System:
-                return start_usual(models, redis.port, args.ready_timeout)
-
-            result["systems"]["usual"] = run_system("usual", start_rasa, redis, args, levels, langs)
+                result["systems"][name] = run_system(
+                    name, start, redis, args, levels, langs, lambda _points: rates
+                )
     finally:
         redis.stop()
+    if "usual" in result["systems"]:
+        result["systems"]["usual"] = result["systems"].pop("usual")
     result["seconds"] = round(time.time() - started, 1)
     return _write(result, args.out)
 
@@ -335,7 +461,11 @@ def _write(result: dict[str, Any], out: Path) -> int:
         f"{result['config']['bots']} bots on {result['machine']['nproc']} x {result['machine']['cpu']} "
         f"(load average at start {result['machine']['loadavg_at_start']})"
     )
+    print(report.front(result))
     print(report.table(result))
+    if any(system.get("open_loop") for system in result["systems"].values()):
+        print()
+        print(report.open_table(result))
     print()
     for name, system in result["systems"].items():
         for note in system.get("notes", []):

@@ -1,9 +1,10 @@
-"""Stand-in for the usual nginx + Lua front: route Actions Builder webhooks by locale to `rasa run` REST.
+"""Fallback for the usual deployment's nginx + Lua front (bench/nginx.py) when nginx or its Lua module is
+missing: the same locale routing in aiohttp, forwarding the body as is to that language's `rasa run`.
 
     python -m bench.proxy --port 9000 --route en=http://127.0.0.1:5005 --route pl=... --route de=...
 
-Maps the Actions Builder request to Rasa's REST channel (`{"sender", "message"}`) and the list of bot
-messages back to an Actions Builder response, keeping one pooled keep-alive client per process.
+Routes like the Lua block: `user.locale`'s first two letters, the first route when that language has none.
+One pooled keep-alive client per process. Its CPU is Python's, not nginx's: results say which front ran.
 """
 
 from __future__ import annotations
@@ -17,34 +18,32 @@ from aiohttp import web
 
 ROUTES = web.AppKey("routes", dict)
 CLIENT = web.AppKey("client", aiohttp.ClientSession)
+RASA_PATH = "/webhooks/google/webhook"
 
 
-def _lang(body: dict[str, Any], routes: dict[str, str]) -> str:
-    locale = (body.get("session") or {}).get("languageCode") or (body.get("user") or {}).get("locale") or ""
-    lang = str(locale).split("-", 1)[0].lower()
-    return lang if lang in routes else next(iter(routes))
+def lang_of(body: Any, langs: list[str]) -> str:
+    """The language a request goes to: `user.locale`[:2], or the first of `langs` when it is not one."""
+    user = body.get("user") if isinstance(body, dict) else None
+    locale = user.get("locale") if isinstance(user, dict) else None
+    lang = locale[:2].lower() if isinstance(locale, str) else ""
+    return lang if lang in langs else langs[0]
 
 
 async def webhook(request: web.Request) -> web.Response:
-    """POST /webhook/google: one REST call to the language's Rasa, answered in the Actions Builder shape."""
-    body = await request.json()
+    """POST /webhook/google: the body, unchanged, to the language's `rasa run` Google connector."""
+    raw = await request.read()
+    try:
+        body = json.loads(raw)
+    except ValueError:
+        return web.json_response({"error": "body is not a JSON object"}, status=400)
+    if not isinstance(body, dict):
+        return web.json_response({"error": "body is not a JSON object"}, status=400)
     routes = request.app[ROUTES]
-    session = body.get("session") or {}
-    intent = body.get("intent") or {}
-    text = "/greet" if intent.get("name") == "actions.intent.MAIN" else intent.get("query", "")
-    upstream = routes[_lang(body, routes)] + "/webhooks/rest/webhook"
-    payload = {"sender": session.get("id", ""), "message": text}
-    async with request.app[CLIENT].post(upstream, json=payload) as resp:
-        if resp.status != 200:
-            return web.json_response({"error": f"rasa answered {resp.status}"}, status=502)
-        messages = await resp.json()
-    speech = " ".join(m["text"] for m in messages if m.get("text"))
-    prompt: dict[str, Any] = {"override": False, "firstSimple": {"speech": speech, "text": speech}}
-    titles = [b["title"][:25] for m in messages for b in m.get("buttons") or [] if b.get("title")]
-    if titles:
-        prompt["suggestions"] = [{"title": title} for title in titles[:8]]
-    out = {"session": {"id": session.get("id", ""), "params": session.get("params") or {}}, "prompt": prompt}
-    return web.Response(text=json.dumps(out), content_type="application/json")
+    upstream = routes[lang_of(body, list(routes))] + RASA_PATH
+    headers = {"Content-Type": "application/json"}
+    async with request.app[CLIENT].post(upstream, data=raw, headers=headers) as resp:
+        data = await resp.read()
+        return web.Response(body=data, status=resp.status, content_type="application/json")
 
 
 async def healthz(request: web.Request) -> web.Response:
@@ -57,7 +56,8 @@ def make_app(routes: dict[str, str]) -> web.Application:
     app[ROUTES] = routes
 
     async def client(app: web.Application) -> Any:
-        connector = aiohttp.TCPConnector(limit=0)
+        # Sanic closes idle connections after 5 s: drop ours first so no request lands on a closing one.
+        connector = aiohttp.TCPConnector(limit=0, keepalive_timeout=4)
         async with aiohttp.ClientSession(connector=connector) as session:
             app[CLIENT] = session
             yield

@@ -4,6 +4,15 @@
 
 Plays the same conversation mix as the load generator, with N concurrent conversations as asyncio tasks
 calling `Agent.handle_message` directly; concurrency 1 is the plain sequential loop.
+
+The bots' custom actions (bots/<lang>/actions.py; the booking form's validation runs there) execute in this
+process: rasa-sdk's own `ActionExecutor` behind the agent's action endpoint (bench/raw_actions.py), so Rasa's
+`RemoteAction` calls them unchanged, minus the HTTP. Not an action server per language, for two reasons:
+this is the ceiling of one process, and a ceiling must not pay for an HTTP round trip and JSON the gateway
+it is compared with does not pay (its bots run their actions in process too, through the same executor);
+and this process's CPU time is the figure reported, which would silently leave out the actions' share if
+they ran in other processes. The usual deployment (bench/systems.py start_usual) is the one with action
+servers, as people run Rasa.
 """
 
 from __future__ import annotations
@@ -21,6 +30,7 @@ from typing import Any
 from bench import conversations as conv
 from bench.procs import rss_bytes
 from bench.stats import Recorder
+from gateway.settings import ROOT
 
 
 async def _converse(
@@ -82,12 +92,16 @@ async def run(
     """Load every agent, warm up, then measure each concurrency level in turn."""
     from rasa.core.agent import Agent
 
+    from bench.raw_actions import action_endpoints
+
     started = time.perf_counter()
-    agents = {lang: Agent.load(str(path)) for lang, path in models.items()}
+    actions = action_endpoints(ROOT / "bots", list(models))
+    agents = {lang: Agent.load(str(path), action_endpoint=actions[lang]) for lang, path in models.items()}
     load_seconds = time.perf_counter() - started
     await measure(agents, max(levels), warmup, max_requests)
     results = [await measure(agents, level, duration, max_requests) for level in levels]
-    return {"load_seconds": round(load_seconds, 2), "levels": results}
+    names = {lang: sorted(endpoint.names) if endpoint else [] for lang, endpoint in actions.items()}
+    return {"load_seconds": round(load_seconds, 2), "actions": names, "levels": results}
 
 
 def main() -> int:

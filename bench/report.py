@@ -154,6 +154,40 @@ def table(result: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def front(result: dict[str, Any]) -> str:
+    """The header line saying what stood in front of the usual deployment's `rasa run` processes."""
+    usual = result["systems"].get("usual")
+    if usual is None:
+        return "usual deployment: not measured"
+    said = next((note for note in usual.get("notes", []) if note.startswith("router: ")), "router: unknown")
+    return f"usual deployment (one rasa run + action server per language), {said}"
+
+
+def open_table(result: dict[str, Any]) -> str:
+    """The open-loop results: per system and arrival rate, what was achieved and how long answers took
+    (from each request's scheduled send time)."""
+    head = (
+        f"{'open loop':<18}{'rate':>7}{'offered':>9}{'req/s':>9}{'p50 ms':>10}{'p99 ms':>10}{'err':>6}"
+        f"{'timeout':>8}{'wrong':>6}"
+    )
+    lines = [head, "-" * len(head)]
+    for name, system in result["systems"].items():
+        for p in system.get("open_loop", []):
+            # Timed-out requests count at the time they were given up: past that, p99 is a lower bound.
+            p50 = _bound(p["p50_ms"], p["timeouts"] * 2 >= max(1, p["requests"]))
+            p99 = _bound(p["p99_ms"], p["timeouts"] * 100 >= max(1, p["requests"]))
+            lines.append(
+                f"{name:<18}{p['label']:>7}{p['rate']:>9.1f}{p['throughput']:>9.1f}{p50:>10}"
+                f"{p99:>10}{p['errors']:>6}{p['timeouts']:>8}{p['wrong']:>6}"
+            )
+    return "\n".join(lines)
+
+
+def _bound(value: float | None, censored: bool) -> str:
+    """A latency quantile; ">=" when enough requests timed out that it is only a lower bound."""
+    return "-" if value is None else f"{'>=' if censored else ''}{value:.1f}"
+
+
 def _num(value: float | None, width: int = 9) -> str:
     return f"{'-':>{width}}" if value is None else f"{value:>{width}.1f}"
 

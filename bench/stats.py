@@ -40,6 +40,9 @@ class Recorder:
     errors: int = 0
     wrong: int = 0
     samples: list[str] = field(default_factory=list)
+    # Open loop: requests given up after the timeout, and how long each had waited (a lower bound).
+    timeouts: int = 0
+    timed_out_ms: list[float] = field(default_factory=list)
     started: float = field(default_factory=time.perf_counter)
     stopped: float | None = None
 
@@ -55,16 +58,22 @@ class Recorder:
         self.wrong += 1
         self._sample(what)
 
+    def timeout(self, waited_ms: float, what: str) -> None:
+        self.timeouts += 1
+        self.timed_out_ms.append(waited_ms)
+        self._sample(what)
+
     def _sample(self, what: str) -> None:
         if len(self.samples) < 5:
             self.samples.append(what[:300])
 
     @property
     def requests(self) -> int:
-        return len(self.latencies_ms) + self.errors
+        return len(self.latencies_ms) + self.errors + self.timeouts
 
     def summary(self) -> dict[str, Any]:
-        """Throughput counts only correct answers; latency covers every answer, wrong ones included."""
+        """Throughput counts only correct answers; latency covers every answer, wrong ones included, and
+        the timed-out requests at the time they were given up (so a p99 past the timeout is a lower bound)."""
         seconds = (self.stopped or time.perf_counter()) - self.started
         ok = len(self.latencies_ms) - self.wrong
         return {
@@ -72,8 +81,9 @@ class Recorder:
             "ok": ok,
             "errors": self.errors,
             "wrong": self.wrong,
+            "timeouts": self.timeouts,
             "seconds": round(seconds, 3),
             "throughput": round(ok / seconds, 2) if seconds > 0 else 0.0,
-            **latency_summary(self.latencies_ms),
+            **latency_summary(self.latencies_ms + self.timed_out_ms),
             "error_samples": self.samples,
         }

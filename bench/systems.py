@@ -10,6 +10,7 @@ from pathlib import Path
 
 import yaml
 
+from bench import nginx
 from bench.procs import Service, free_port, get_json, wait_until
 from gateway.settings import ROOT
 
@@ -27,6 +28,8 @@ class System:
     groups: dict[str, list[Service]] = field(default_factory=dict)
     probes: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    # The usual deployment's front: "nginx+lua" or "python" (bench/proxy.py); "" for the gateway.
+    router: str = ""
 
     def pids(self, group: str) -> list[int]:
         return [pid for service in self.groups[group] for pid in service.pids()]
@@ -105,8 +108,14 @@ def start_gateway(
     return System(name, url, [service], seconds, {"server": [service]}, probes, notes)
 
 
-def _rasa_files(folder: Path, redis_port: int, lang: str) -> tuple[Path, Path]:
+CONNECTOR = "bench.rasa_google_connector.GoogleConnector"
+ROUTERS = ("auto", "nginx", "python")
+
+
+def _rasa_files(folder: Path, redis_port: int, lang: str, actions_port: int) -> tuple[Path, Path]:
     endpoints = {
+        # Rasa 3.6 runs custom actions only on an action server (the bots' `actions_module` is the gateway's).
+        "action_endpoint": {"url": f"http://127.0.0.1:{actions_port}/webhook"},
         "tracker_store": {
             "type": "redis",
             "url": "127.0.0.1",
@@ -115,23 +124,47 @@ def _rasa_files(folder: Path, redis_port: int, lang: str) -> tuple[Path, Path]:
             # Must be alphanumeric, or Rasa silently falls back to its default prefix.
             "key_prefix": f"rasa{lang}",
             "record_exp": 86400,
-        }
+        },
     }
     (folder / "endpoints.yml").write_text(yaml.safe_dump(endpoints))
-    (folder / "credentials.yml").write_text(yaml.safe_dump({"rest": None}))
+    # Rasa has no Google channel: the custom connector a Rasa user writes (bench/rasa_google_connector.py).
+    (folder / "credentials.yml").write_text(yaml.safe_dump({CONNECTOR: {"welcome": "/greet"}}))
     return folder / "endpoints.yml", folder / "credentials.yml"
 
 
-def start_usual(models: Mapping[str, Path], redis_port: int, timeout: float) -> System:
-    """One `rasa run` per language (REST channel, RedisTrackerStore) behind the locale-routing proxy."""
+def choose_router(router: str) -> tuple[nginx.Nginx | None, str]:
+    """nginx + Lua when asked for or found ("auto"), else the Python proxy; and the sentence saying which."""
+    if router not in ROUTERS:
+        raise ValueError(f"router must be one of {', '.join(ROUTERS)}, not {router!r}")
+    if router == "python":
+        return None, "router: Python proxy (bench/proxy.py), as asked (--router python)"
+    found = nginx.find()
+    if isinstance(found, nginx.Nginx):
+        return found, f"router: nginx {found.version} + Lua ({found.binary})"
+    if router == "nginx":
+        raise RuntimeError(f"--router nginx: {found}")
+    return None, f"router: Python proxy (bench/proxy.py), nginx + Lua not available: {found}"
+
+
+def start_usual(models: Mapping[str, Path], redis_port: int, timeout: float, router: str = "auto") -> System:
+    """One `rasa run` per language (Google connector, RedisTrackerStore) and its action server (`python -m
+    rasa_sdk`), behind nginx + Lua or the Python proxy."""
+    front, router_note = choose_router(router)
     services: list[Service] = []
-    routes: list[str] = []
-    env = {"RASA_TELEMETRY_ENABLED": "false", "TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONUNBUFFERED": "1"}
+    ports: dict[str, int] = {}
+    action_ports: dict[str, int] = {}
+    env = {
+        "RASA_TELEMETRY_ENABLED": "false",
+        "TF_CPP_MIN_LOG_LEVEL": "2",
+        "PYTHONUNBUFFERED": "1",
+        "PYTHONPATH": str(ROOT),  # so `rasa run` imports the connector named in credentials.yml
+    }
     try:
         for lang, model in models.items():
             folder = Path(tempfile.mkdtemp(prefix=f"bench-rasa-{lang}-"))
-            endpoints, credentials = _rasa_files(folder, redis_port, lang)
-            port = free_port()
+            actions_port = free_port()
+            endpoints, credentials = _rasa_files(folder, redis_port, lang, actions_port)
+            ports[lang], action_ports[lang] = free_port(), actions_port
             argv = [
                 sys.executable,
                 "-m",
@@ -143,23 +176,31 @@ def start_usual(models: Mapping[str, Path], redis_port: int, timeout: float) -> 
                 "-i",
                 "127.0.0.1",
                 "-p",
-                str(port),
+                str(ports[lang]),
                 "--endpoints",
                 str(endpoints),
                 "--credentials",
                 str(credentials),
             ]
             services.append(Service(f"rasa-{lang}", argv, env, cwd=folder, owns=folder))
-            routes += ["--route", f"{lang}=http://127.0.0.1:{port}"]
         rasa = list(services)
-        proxy_port = free_port()
-        argv = [sys.executable, "-m", "bench.proxy", "--port", str(proxy_port), *routes]
-        services.append(Service("proxy", argv, {"PYTHONUNBUFFERED": "1"}, cwd=ROOT))
-        status_urls = [route.split("=", 1)[1] + "/status" for route in routes[1::2]]
-        proxy_url = f"http://127.0.0.1:{proxy_port}"
+        for lang, actions_port in action_ports.items():
+            argv = [sys.executable, "-m", "rasa_sdk", "--actions", "actions", "--port", str(actions_port)]
+            services.append(Service(f"actions-{lang}", argv, env, cwd=ROOT / "bots" / lang))
+        actions = services[len(rasa) :]
+        front_port = free_port()
+        if front is not None:
+            services.append(nginx.start(front, front_port, ports))
+        else:
+            routes = [f"--route={lang}=http://127.0.0.1:{port}" for lang, port in ports.items()]
+            argv = [sys.executable, "-m", "bench.proxy", "--port", str(front_port), *routes]
+            services.append(Service("proxy", argv, {"PYTHONUNBUFFERED": "1"}, cwd=ROOT))
+        status_urls = [f"http://127.0.0.1:{port}/status" for port in ports.values()]
+        action_urls = [f"http://127.0.0.1:{port}/health" for port in action_ports.values()]
+        front_url = f"http://127.0.0.1:{front_port}"
 
         def ready() -> bool:
-            urls = [*status_urls, proxy_url + "/healthz"]
+            urls = [*status_urls, *action_urls, front_url + "/healthz"]
             return all(get_json(url)[0] == 200 for url in urls)
 
         seconds = wait_until(services, ready, timeout)
@@ -169,5 +210,8 @@ def start_usual(models: Mapping[str, Path], redis_port: int, timeout: float) -> 
         raise
     # Rasa's own liveness route on the first language's process (nginx would answer its own checks).
     probes = [status_urls[0].removesuffix("/status") + "/"] if status_urls else []
-    groups = {"rasa": rasa, "proxy": services[-1:]}
-    return System("usual", proxy_url, services, seconds, groups, probes, ["health probe: GET / of rasa run"])
+    groups = {"rasa": rasa, "actions": actions, "router": services[-1:]}
+    notes = [router_note, "health probe: GET / of rasa run"]
+    system = System("usual", front_url, services, seconds, groups, probes, notes)
+    system.router = "nginx+lua" if front is not None else "python"
+    return system
