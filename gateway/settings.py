@@ -39,6 +39,12 @@ class Prompts:
     unavailable: str
     cancel: str
     no_input: str
+    # A speaker cannot show chips: "You can say {choices}." with the choices joined by commas and the
+    # `choices_or` word before the last (gateway/channels/chips.py).
+    spoken_choices: str = "You can say {choices}."
+    choices_or: str = "or"
+    # The text a screen shows for speech with nothing displayable (audio-only SSML).
+    silent_display: str = "(audio)"
 
 
 @dataclass(frozen=True)
@@ -136,6 +142,9 @@ class GoogleSettings:
     jwks_url: str = "https://www.googleapis.com/oauth2/v3/certs"
     jwks_file: Path | None = None
     leeway_seconds: int = 30
+    # Seals the chip memory kept in Google's session params / conversation token / contexts
+    # (gateway/channels/chips.py). Unset: each process draws its own, so set it when several answer.
+    memory_key: str | None = field(default=None, repr=False)
 
 
 # channels.<name>: every channel the gateway can serve, with its default path (see gateway/channels/).
@@ -472,6 +481,15 @@ def _event_broker(r: _Reader) -> dict[str, Any] | None:
     return dict(value) if value is not None else None
 
 
+def _choices_template(p: _Reader) -> str:
+    """prompts.spoken_choices: text holding the one placeholder {choices} (no other braces)."""
+    template = str(p.str_("spoken_choices", Prompts.spoken_choices))
+    rest = template.replace("{choices}", "", 1)
+    if "{choices}" not in template or "{" in rest or "}" in rest:
+        raise p.fail("spoken_choices", template, "text with {choices} once and no other braces")
+    return template
+
+
 def _build(raw: Mapping[str, Any], base: Path) -> Settings:
     from gateway.routing.locale import normalise_locale
 
@@ -511,6 +529,9 @@ def _build(raw: Mapping[str, Any], base: Path) -> Settings:
                 unavailable=p.str_("unavailable"),
                 cancel=p.str_("cancel"),
                 no_input=p.str_("no_input"),
+                spoken_choices=_choices_template(p),
+                choices_or=p.str_("choices_or", Prompts.choices_or),
+                silent_display=p.str_("silent_display", Prompts.silent_display),
             ),
             event_broker=_event_broker(r),
             action_timeout_seconds=r.float_("action_timeout_seconds", 5.0, 0.01, 120.0),
@@ -629,7 +650,13 @@ def _build(raw: Mapping[str, Any], base: Path) -> Settings:
         jwks_url=jwks_url,
         jwks_file=g.path("jwks_file", None, base, optional=True),
         leeway_seconds=g.int_("leeway_seconds", 30, 0, 600),
+        memory_key=g.str_("memory_key", optional=True),
     )
+    if google.memory_key is not None and len(google.memory_key) < 16:
+        raise ConfigError(
+            "invalid setting google.memory_key: too short (at least 16 characters); "
+            "unset it to let each process draw its own"
+        )
     channels = _channels(top.section("channels"))
     mo = top.section("monitor")
     monitor = MonitorSettings(

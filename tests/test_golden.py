@@ -16,6 +16,8 @@ import pytest
 import pytest_asyncio
 from aiohttp.test_utils import TestClient
 
+from gateway.channels import chips
+from gateway.channels.google import detect
 from gateway.settings import load_settings
 from tests.inprocess import post, running_gateway
 from tests.shapes import schema_errors, shape_of
@@ -31,6 +33,8 @@ PATHS = {
     "dialogflow_es": "/webhook/dialogflow-es",
 }
 SCHEMAS = {"dialogflow_es": "dialogflow"}  # ES on its own path answers exactly as on Google's
+# Seals the chip memory in the golden answers (and the chip round-trip requests carry its seal).
+MEMORY_KEY = "golden-memory-key-0123456789"
 
 
 def load(path: Path) -> object:
@@ -43,7 +47,13 @@ def save(path: Path, body: object) -> None:
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
 async def client(models_dir: Path) -> AsyncIterator[TestClient]:
-    settings = load_settings(overrides={"bots.models_dir": str(models_dir), "monitor.interval_seconds": 0})
+    settings = load_settings(
+        overrides={
+            "bots.models_dir": str(models_dir),
+            "monitor.interval_seconds": 0,
+            "google.memory_key": MEMORY_KEY,
+        }
+    )
     async with running_gateway(settings) as client:
         yield client
 
@@ -66,3 +76,14 @@ async def test_golden_pair(client: TestClient, case: Path) -> None:
     expected = load(expected_file)
     assert schema_errors(SCHEMAS.get(case.parent.name, case.parent.name), expected) == []
     assert answer == expected
+
+
+@pytest.mark.parametrize(
+    "case", [c for c in CASES if c.name.startswith("chip_tap_")], ids=lambda p: f"{p.parent.name}/{p.name}"
+)
+def test_chip_tap_cases_carry_a_memory_the_gateway_accepts(case: Path) -> None:
+    """The tap reaches the bot as the button's payload (a stale seal would quietly send the title as text)."""
+    body = load(case)
+    assert isinstance(body, dict)
+    turn = detect(body).decode(body)
+    assert chips.recall(turn, chips.key_of(MEMORY_KEY)).payload.startswith("/")

@@ -124,18 +124,20 @@ def test_buttons_and_quick_replies_become_at_most_8_unique_chips_of_25_character
         {"text": "Bad", "buttons": [{"title": None}, {"title": True}, "not a dict", {"payload": "/x"}]},
     ]
     titles = [c["title"] for c in encode_all(messages)["actions_builder"]["prompt"]["suggestions"]]
-    assert titles == [*(f"Option number {i}" for i in range(6)), "x" * 25, "Spaced out"]
+    # One word longer than a chip: cut to 24 characters and marked (the only cut made mid-word).
+    assert titles == [*(f"Option number {i}" for i in range(6)), "x" * 24 + "…", "Spaced out"]
     for channel in ("conversation_v2", "dialogflow"):
         body = encode_all(messages)[channel]
         assert [c["title"] for c in legacy_prompt(body)["suggestions"]] == titles
 
 
-def test_chip_titles_are_unique_after_cutting() -> None:
+def test_chip_titles_shortened_alike_keep_their_last_word() -> None:
     same_prefix = [
         {"title": "A very long chip title that goes on 1"},
         {"title": "A very long chip title that goes on 2"},
     ]
-    assert rich.chips([{"buttons": same_prefix}]) == ("A very long chip title th",)
+    shown = ("A very long chip title… 1", "A very long chip title… 2")
+    assert rich.chips([{"buttons": same_prefix}]) == shown
 
 
 def test_no_chips_when_the_conversation_ends() -> None:

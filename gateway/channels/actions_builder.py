@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from gateway.channels import fields, params, passthrough, passthrough_write, system_intents
+from gateway.channels import chips, fields, params, passthrough, passthrough_write, system_intents
 from gateway.channels.context import google_context
 from gateway.channels.protocol import JSON, Reply, Turn, TurnKind
 from gateway.errors import BadRequest
@@ -66,7 +66,7 @@ class ActionsBuilderCodec:
             handler=handler,
             session_params=session_params,
             final=name == "actions.intent.NO_INPUT_FINAL",
-            echo={"scene": scene},
+            echo={"scene": scene, **_memory(session_params)},
             context={
                 **google_context(self.channel, locale, user, fields.obj(body, "device", "device"), {}),
                 **params.v3_params(body, session, user),
@@ -79,7 +79,7 @@ class ActionsBuilderCodec:
         """The response body for `reply`: prompt, session echo, and the end scene when it ends."""
         if turn.kind is TurnKind.HEALTH_CHECK:
             return {}
-        layout, custom = passthrough.layout(reply.messages)
+        layout, custom = passthrough.layout_reply(reply, turn.context)
         prompt: JSON = {"override": False}
         if layout.simples:
             first = layout.simples[0]
@@ -91,11 +91,26 @@ class ActionsBuilderCodec:
             prompt["content"] = {"image": {"url": layout.image.url, "alt": layout.image.alt}}
         if layout.chips and not reply.end_conversation:
             prompt["suggestions"] = [{"title": title} for title in layout.chips]
-        out: JSON = {"session": {"id": turn.session_id, "params": turn.session_params}, "prompt": prompt}
+        out: JSON = {"session": {"id": turn.session_id, "params": _params(turn, reply)}, "prompt": prompt}
         if reply.end_conversation:
             scene = turn.echo.get("scene") or START_SCENE
             out["scene"] = {"name": scene, "slots": {}, "next": {"name": END_SCENE}}
         return passthrough_write.v3(out, custom, turn, ending=reply.end_conversation)
+
+
+def _memory(params: JSON) -> JSON:
+    """The chip memory kept in the session params, for chips.recall (which checks it)."""
+    return {"memory": params[chips.MEMORY_KEY]} if chips.MEMORY_KEY in params else {}
+
+
+def _params(turn: Turn, reply: Reply) -> JSON:
+    """The session params echoed, with this turn's chip memory under the reserved key (chips.py)."""
+    echoed = {k: v for k, v in turn.session_params.items() if k != chips.MEMORY_KEY}
+    if reply.memory is not None:
+        echoed[chips.MEMORY_KEY] = reply.memory
+    elif chips.MEMORY_KEY in turn.session_params:
+        echoed[chips.MEMORY_KEY] = None  # Google merges params: null is how one is deleted
+    return echoed
 
 
 def _kind(name: str) -> TurnKind:

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 
-from gateway.channels import fields, params, passthrough, passthrough_write, rich, system_intents
+from gateway.channels import chips, fields, params, passthrough, passthrough_write, rich, system_intents
 from gateway.channels.context import google_context
 from gateway.channels.protocol import JSON, Reply, Turn, TurnKind
 from gateway.channels.system_intents import SystemIntent
@@ -95,9 +96,10 @@ def _text_value(arg: JSON | None, at: str) -> str:
 class ConversationV2Codec:
     """AppRequest (user, conversation, inputs[]) -> AppResponse (expectedInputs or finalResponse).
 
-    The conversation id is the session; the conversation token comes back unchanged on every
-    answer so whatever the action keeps in it survives. A request without `user.locale` is refused
-    with 400, except Google's health check, which is answered without routing anything.
+    The conversation id is the session; the conversation token comes back on every answer so whatever
+    the action keeps in it survives (wrapped with the chip memory while chips are shown: wrap_token).
+    A request without `user.locale` is refused with 400, except Google's health check, which is
+    answered without routing anything.
     """
 
     channel = "conversation_v2"
@@ -127,14 +129,14 @@ class ConversationV2Codec:
             text=wanted.text,
             intent=wanted.intent,
             final=wanted.final,
-            echo={"conversationToken": token},
+            echo=unwrap_token(token),
             context={**request_context(self.channel, locale, body, ""), **wanted.context},
         )
         return turn if wanted.system is None else system_intents.with_intent(turn, wanted.system)
 
     def encode(self, turn: Turn, reply: Reply) -> JSON:
         """expectedInputs with a rich initial prompt while the conversation goes on, else finalResponse."""
-        layout, custom = passthrough.layout(reply.messages)
+        layout, custom = passthrough.layout_reply(reply, turn.context)
         cancel = turn.kind is TurnKind.CANCEL
         max_chars = MAX_CANCEL_CHARS if cancel else rich.SIMPLE_MAX_CHARS
         if cancel:
@@ -151,7 +153,40 @@ class ConversationV2Codec:
                 "possibleIntents": [{"intent": TEXT_INTENT}],
             }
             out = {"expectUserResponse": True, "expectedInputs": [expected]}
-        token = turn.echo.get("conversationToken")
+        token = wrap_token(turn.echo.get("conversationToken"), reply.memory)
         if token is not None:
             out["conversationToken"] = token
         return passthrough_write.v2(out, custom, turn, dropped)
+
+
+# The token is the action's own state: when the gateway has chips to remember it wraps that state as
+# {"_gateway": memory, "token": <the token as it was>} and unwraps it on the way in, so a bot's custom
+# token (custom.google.conversationToken) and anything else Google echoes survive unchanged.
+
+
+def unwrap_token(token: str | None) -> JSON:
+    """The echo of a request's token: the action's own token and, when wrapped, the chip memory."""
+    if token is None or not token.startswith("{"):
+        return {"conversationToken": token}
+    try:
+        wrapped = json.loads(token)
+        # Python's parser lets "\ud800" escapes through as lone surrogates, which no answer can carry.
+        json.dumps(wrapped, ensure_ascii=False).encode("utf-8")
+    except ValueError:  # a foreign token that merely starts like JSON: kept as it is
+        return {"conversationToken": token}
+    if not isinstance(wrapped, dict) or chips.MEMORY_KEY not in wrapped:
+        return {"conversationToken": token}
+    inner = wrapped.get("token")
+    own = inner if isinstance(inner, str) else None
+    return {"conversationToken": own, "memory": wrapped[chips.MEMORY_KEY]}
+
+
+def wrap_token(token: object, memory: JSON | None) -> str | None:
+    """The token to answer with: the action's own one, wrapped with `memory` when there is some."""
+    own = token if isinstance(token, str) else None
+    if memory is None:
+        return own
+    wrapped: JSON = {chips.MEMORY_KEY: memory}
+    if own is not None:
+        wrapped["token"] = own
+    return json.dumps(wrapped, ensure_ascii=False, separators=(",", ":"))

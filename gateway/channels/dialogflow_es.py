@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from gateway.channels import fields, params, passthrough, passthrough_write, rich, system_intents
+import re
+
+from gateway.channels import chips, fields, params, passthrough, passthrough_write, rich, system_intents
 from gateway.channels.conversation_v2 import TEXT_INTENT, read_input, request_context
 from gateway.channels.protocol import JSON, Reply, Turn, TurnKind
 from gateway.settings import MAX_CANCEL_CHARS
@@ -10,6 +12,10 @@ from gateway.settings import MAX_CANCEL_CHARS
 # The query text Dialogflow reports when Google starts the conversation (the welcome event).
 WELCOME_QUERY = "GOOGLE_ASSISTANT_WELCOME"
 _PAYLOAD = "originalDetectIntentRequest.payload."
+# A Dialogflow ES session path, the prefix of its context names (WebhookRequest.session).
+_SESSION_RE = re.compile(
+    r"^projects/[^/]+/(locations/[^/]+/)?agent/(environments/[^/]+/users/[^/]+/)?sessions/[^/]+$"
+)
 
 
 class DialogflowCodec:
@@ -66,6 +72,7 @@ class DialogflowCodec:
             text=text,
             intent=intent,
             final=final,
+            echo=_memory(result),
             context={
                 **request_context(self.channel, locale, payload, _PAYLOAD),
                 **params.dialogflow_params(result),
@@ -76,7 +83,7 @@ class DialogflowCodec:
 
     def encode(self, turn: Turn, reply: Reply) -> JSON:
         """fulfillmentText for any integration, payload.google for the Assistant."""
-        layout, custom = passthrough.layout(reply.messages)
+        layout, custom = passthrough.layout_reply(reply, turn.context)
         max_chars = rich.SIMPLE_MAX_CHARS
         if turn.kind is TurnKind.CANCEL:
             layout = rich.Rich(simples=layout.simples[:1], google=layout.google)
@@ -88,7 +95,24 @@ class DialogflowCodec:
             "expectUserResponse": not ending,
             "richResponse": passthrough_write.legacy_rich(response, custom, dropped, ending=ending),
         }
-        return {
+        out: JSON = {
             "fulfillmentText": layout.display_text,
             "payload": {"google": passthrough_write.dialogflow(google, custom, turn, dropped)},
         }
+        if reply.memory is not None and _SESSION_RE.match(turn.session_id):
+            # Lives for the next query only: a chip is an answer to this prompt, not to later ones. A
+            # session that is no Dialogflow session path cannot name a context: its chips post back as text.
+            name = f"{turn.session_id}/contexts/{chips.CONTEXT_ID}"
+            out["outputContexts"] = [{"name": name, "lifespanCount": 1, "parameters": reply.memory}]
+        return out
+
+
+def _memory(result: JSON) -> JSON:
+    """The parameters of the chip-memory context among the active ones, for chips.recall (which
+    checks them); a malformed context list is no memory, not an error (Dialogflow owns that field)."""
+    contexts = result.get("outputContexts")
+    for context in contexts if isinstance(contexts, list) else []:
+        name = context.get("name") if isinstance(context, dict) else None
+        if isinstance(name, str) and name.endswith(f"/contexts/{chips.CONTEXT_ID}"):
+            return {"memory": context.get("parameters")}
+    return {}

@@ -25,9 +25,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from gateway.channels import chips, params, rich
 from gateway.channels import google_content as gc
-from gateway.channels import params, rich
-from gateway.channels.protocol import JSON, Turn
+from gateway.channels.protocol import JSON, Reply, Turn
 
 logger = logging.getLogger(__name__)
 
@@ -298,6 +298,16 @@ def layout(messages: list[JSON]) -> tuple[rich.Rich, Custom]:
     base = rich.render(messages)
     custom = read(base.google)
     return fold(base, custom), custom
+
+
+def layout_reply(reply: Reply, context: JSON) -> tuple[rich.Rich, Custom]:
+    """layout() for the caller `context` describes (gateway/channels/chips.py): without a screen no chips
+    and no image, and speech with nothing to show displays the language's `silent_display`."""
+    screen = chips.has_screen(context)
+    base = rich.render(reply.messages, screen=screen, silent_display=reply.silent_display)
+    custom = read(base.google)
+    folded = fold(base, custom)
+    return (folded if screen else replace(folded, chips=())), custom
 
 
 def fold(base: rich.Rich, custom: Custom) -> rich.Rich:

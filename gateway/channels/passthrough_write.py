@@ -24,7 +24,8 @@ def v3(out: JSON, custom: Custom, turn: Turn, *, ending: bool) -> JSON:
     prompt.update(custom.v3.get("prompt", {}))
     extra = custom.v3
     if "session_params" in extra:
-        out["session"]["params"] = {**turn.session_params, **extra["session_params"]}
+        # Over what the codec echoes (the request's params with this turn's chip memory, chips.py).
+        out["session"]["params"] = {**out["session"]["params"], **extra["session_params"]}
     user_params = dict(extra.get("user_params", {}))
     if extra.get("reset_user"):
         # v3 removes a user param set to null: reset = every param the request carried, not rewritten.

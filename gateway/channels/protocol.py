@@ -48,6 +48,11 @@ class Reply:
 
     messages: list[JSON]
     end_conversation: bool = False
+    # The sealed chip memory the codec stores with the conversation (gateway/channels/chips.py); None
+    # = nothing to remember (a codec that stored some forgets it).
+    memory: JSON | None = None
+    # What a bubble shows when its speech has nothing displayable (audio-only SSML), in the bot's language.
+    silent_display: str = ""
 
 
 class Codec(Protocol):

@@ -27,6 +27,10 @@ CHANNEL_TYPES: dict[str, type[Channel]] = {
 }
 
 
+# Channels whose codecs keep the chip memory (gateway/channels/chips.py).
+_CHIP_CHANNELS = frozenset({GoogleChannel.name, DialogflowEsChannel.name})
+
+
 def enabled_channels(settings: Settings) -> list[Channel]:
     """The channels to serve, each built once; unverified ones are warned about, or left out.
 
@@ -56,4 +60,10 @@ def enabled_channels(settings: Settings) -> list[Channel]:
                 channel.credentials_hint,
             )
         out.append(channel)
+    shared = settings.server.workers > 1 or settings.redis.url is not None  # several processes answer
+    if shared and settings.google.memory_key is None and any(c.name in _CHIP_CHANNELS for c in out):
+        logger.warning(
+            "google.memory_key is not set: each process seals suggestion chips with its own key, so a chip "
+            "tapped on another worker or replica reaches the bot as text, not as its payload; set it"
+        )
     return out

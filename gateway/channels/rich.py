@@ -5,8 +5,14 @@ The rules (Google's documented limits):
   (last) one, because a prompt holds at most two simple responses;
 - a chat bubble shows at most 640 characters: longer display text is cut at the last word break
   before the limit (as Google itself does) and marked with an ellipsis; the speech keeps every word;
-- buttons and quick replies become suggestion chips: at most 8, unique, titles cut to 25 characters;
+- buttons and quick replies become suggestion chips: at most 8, unique, titles shortened to 25
+  characters at a word boundary (gateway/channels/chips.py, which also remembers their payloads);
 - the first image becomes the one rich item (v3 `content.image`, legacy `basicCard`);
+- a caller without a screen (capabilities listed, no RICH_RESPONSE / SCREEN_OUTPUT) gets no chips and no
+  image: its choices are spoken instead (chips.prepare);
+- every bubble has display text: SSML shows its text, an `<audio>` its `<desc>` or fallback text, and
+  speech with nothing displayable (`<speak><audio src="..."/></speak>`) the language's `silent_display`
+  (Google's SSML guide: even a response that is only an `<audio>` needs text "for display purposes");
 - a `custom` payload's `google` objects are merged in order (objects merge, lists append) and passed
   through per shape by gateway/channels/passthrough.py: written for one shape (v3 or legacy), translated
   field by field into each response shape, appended to what the gateway built (simple response first,
@@ -20,19 +26,22 @@ import html
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any
 
+from gateway.channels import chips as chip_memory
 from gateway.channels.protocol import JSON
 
 SIMPLE_MAX_CHARS = 640
-CHIP_MAX_CHARS = 25
-MAX_CHIPS = 8
+CHIP_MAX_CHARS = chip_memory.CHIP_MAX_CHARS
+MAX_CHIPS = chip_memory.MAX_CHIPS
 ALT_MAX_CHARS = 100
 ELLIPSIS = "…"
 
 _TAG_RE = re.compile(r"<[^>]*>")
 _SPACE_RE = re.compile(r"\s+")
 _SPEAK_RE = re.compile(r"^\s*<speak(\s[^>]*)?>(?P<inner>.*)</speak>\s*$", re.DOTALL)
+# An <audio> element, empty or with content: its <desc> (or else its fallback text) is what a screen shows.
+_AUDIO_RE = re.compile(r"<audio\b[^>]*?(/>|>(?P<inner>.*?)</audio\s*>)", re.DOTALL)
+_DESC_RE = re.compile(r"<desc\b[^>]*>(?P<desc>.*?)</desc\s*>", re.DOTALL)
 
 
 @dataclass(frozen=True)
@@ -89,10 +98,17 @@ def display(speech: str) -> str:
     match = _SPEAK_RE.match(speech)
     if match is None:
         return _SPACE_RE.sub(" ", speech).strip()
-    return _SPACE_RE.sub(" ", html.unescape(_TAG_RE.sub(" ", match["inner"]))).strip()
+    inner = _AUDIO_RE.sub(_audio_display, match["inner"])
+    return _SPACE_RE.sub(" ", html.unescape(_TAG_RE.sub(" ", inner))).strip()
 
 
-def simple(parts: list[str]) -> Simple:
+def _audio_display(audio: re.Match[str]) -> str:
+    inner = audio["inner"] or ""
+    desc = _DESC_RE.search(inner)
+    return f" {desc['desc']} " if desc else f" {inner} "
+
+
+def simple(parts: list[str], silent_display: str = "") -> Simple:
     """One bubble from one or more texts; SSML parts are kept as SSML, plain parts escaped into it."""
     ssml = [_SPEAK_RE.match(part) for part in parts]
     if not any(ssml):
@@ -102,41 +118,27 @@ def simple(parts: list[str]) -> Simple:
             m["inner"].strip() if m else html.escape(p, quote=False) for p, m in zip(parts, ssml, strict=True)
         ]
         speech = "<speak>" + " ".join(inner) + "</speak>"
-    return Simple(speech=speech, text=cut(display(speech), SIMPLE_MAX_CHARS))
+    # A bubble must show something (Google refuses an empty one): audio alone shows the fallback.
+    return Simple(speech=speech, text=cut(display(speech) or silent_display, SIMPLE_MAX_CHARS))
 
 
-def simples(all_texts: list[str]) -> tuple[Simple, ...]:
+def simples(all_texts: list[str], silent_display: str = "") -> tuple[Simple, ...]:
     """At most two bubbles: the first text, then every other text merged."""
     if not all_texts:
         return ()
     if len(all_texts) == 1:
-        return (simple(all_texts),)
-    return simple(all_texts[:1]), simple(all_texts[1:])
+        return (simple(all_texts, silent_display),)
+    return simple(all_texts[:1], silent_display), simple(all_texts[1:], silent_display)
 
 
-def chip_title(raw: Any) -> str:
-    """A button title as a chip title: text, whitespace collapsed, at most 25 characters."""
-    if isinstance(raw, bool) or not isinstance(raw, str | int | float):
-        return ""
-    title = _SPACE_RE.sub(" ", str(raw)).strip()
-    return title[:CHIP_MAX_CHARS].rstrip()
+def chip_title(raw: object) -> str:
+    """A title as a chip shows it: text, whitespace collapsed, shortened at a word boundary (chips.py)."""
+    return chip_memory.chip_title(raw)
 
 
 def chips(messages: Iterable[JSON]) -> tuple[str, ...]:
-    """Suggestion chips from buttons and quick replies: at most 8, unique (ignoring case)."""
-    out: list[str] = []
-    seen: set[str] = set()
-    for message in messages:
-        for key in ("buttons", "quick_replies"):
-            buttons = message.get(key)
-            if not isinstance(buttons, list):
-                continue
-            for button in buttons:
-                title = chip_title(button.get("title")) if isinstance(button, dict) else ""
-                if title and title.casefold() not in seen:
-                    seen.add(title.casefold())
-                    out.append(title)
-    return tuple(out[:MAX_CHIPS])
+    """Suggestion chips from buttons and quick replies: at most 8, unique, short (chips.collect)."""
+    return tuple(chip.title for chip in chip_memory.collect(messages))
 
 
 def image(messages: list[JSON]) -> Image | None:
@@ -181,12 +183,12 @@ def merge(base: JSON, extra: JSON) -> JSON:
     return out
 
 
-def render(messages: list[JSON]) -> Rich:
-    """Lay out a reply's messages by Google's rules."""
+def render(messages: list[JSON], *, screen: bool = True, silent_display: str = "") -> Rich:
+    """Lay out a reply's messages by Google's rules; without a `screen`, no chips and no image."""
     return Rich(
-        simples=simples(texts(messages)),
-        chips=chips(messages),
-        image=image(messages),
+        simples=simples(texts(messages), silent_display),
+        chips=chips(messages) if screen else (),
+        image=image(messages) if screen else None,
         google=google_payload(messages),
     )
 

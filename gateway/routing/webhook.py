@@ -15,7 +15,7 @@ from aiohttp import web
 from gateway import appkeys, metrics
 from gateway.agents.pool import Bot
 from gateway.auth.admin import refusal_response
-from gateway.channels import passthrough, rich, system_intents
+from gateway.channels import chips, passthrough, rich, system_intents
 from gateway.channels.channel import Channel
 from gateway.channels.dialogflow_es_channel import DialogflowEsChannel
 from gateway.channels.google import GoogleChannel
@@ -105,6 +105,8 @@ async def webhook_turn(
         note.channel = codec.channel
         if payload and turn.kind is TurnKind.MESSAGE:
             turn = dataclasses.replace(turn, payload=payload)
+        memory_key = chips.key_of(settings.google.memory_key)
+        turn = chips.recall(turn, memory_key)  # a tapped chip reaches the bot as its button's payload
     except Refused as exc:
         return _refused(request, channel, exc)
     except BadRequest as exc:
@@ -123,6 +125,7 @@ async def webhook_turn(
     note.lang, note.locale, note.text = bot.lang, route.locale, turn.text
     note.model = bot.model.name if bot.model else None
     reply = await answer(app, bot, turn, started, namespace=channel.namespace, input_channel=channel.name)
+    reply = chips.prepare(reply, turn, bot.settings.prompts, memory_key)
     return json_response(codec.encode(turn, reply))
 
 
