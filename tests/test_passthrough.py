@@ -510,3 +510,23 @@ def test_no_card_goes_with_an_option_select(caplog: pytest.LogCaptureFixture) ->
         )
     assert [next(iter(i)) for i in rich_response(out["conversation_v2"])["items"]] == ["simpleResponse"]
     assert "basicCard (not allowed with actions.intent.OPTION)" in caplog.records[1].getMessage()
+
+
+def test_a_speaker_gets_no_card_or_link_but_keeps_media_it_can_play() -> None:
+    card = {"custom": {"google": {"prompt": {"content": {"card": {"title": "Menu", "text": "Soup"}}}}}}
+    link = {
+        "custom": {"google": {"prompt": {"link": {"name": "Site", "open": {"url": "https://example.com"}}}}}
+    }
+    media = {"custom": {"google": V3_MEDIA}}
+    speaker = {"capabilities": ["speech", "long_form_audio"]}
+    for messages in ([{"text": "Here"}, card], [{"text": "Here"}, link]):
+        _, custom = passthrough.layout_reply(Reply(messages), speaker)
+        assert (custom.content, custom.item, custom.link_v3, custom.link_v2) == (None, None, None, None)
+        _, on_screen = passthrough.layout_reply(
+            Reply(messages), {"capabilities": ["speech", "rich_response"]}
+        )
+        assert on_screen.content is not None or on_screen.link_v3 is not None
+    _, custom = passthrough.layout_reply(Reply([{"text": "Jazz"}, media]), speaker)
+    assert custom.content is not None and "media" in custom.content
+    _, silent = passthrough.layout_reply(Reply([{"text": "Jazz"}, media]), {"capabilities": ["speech"]})
+    assert silent.content is None and silent.item is None

@@ -50,6 +50,7 @@ MAX_ENTRIES = 2 * MAX_CHIPS  # each chip by its shown title and by its full (spo
 MAX_TITLE_CHARS = 200
 MAX_PAYLOAD_CHARS = 1000
 ELLIPSIS = "…"
+MEDIA = "long_form_audio"  # v3 LONG_FORM_AUDIO / v2 MEDIA_RESPONSE_AUDIO
 SCREEN = "rich_response"  # gateway/channels/context.py's name for v3 RICH_RESPONSE / v2 SCREEN_OUTPUT
 
 _SPACE_RE = re.compile(r"\s+")
@@ -163,6 +164,12 @@ def has_screen(context: JSON) -> bool:
     """False only when the request lists its capabilities and a screen is not among them."""
     capabilities = context.get("capabilities")
     return not isinstance(capabilities, list) or SCREEN in capabilities
+
+
+def plays_media(context: JSON) -> bool:
+    """False only when the request lists its capabilities and long-form audio is not among them."""
+    capabilities = context.get("capabilities")
+    return not isinstance(capabilities, list) or MEDIA in capabilities
 
 
 # --- the memory ----------------------------------------------------------------------------------------

@@ -305,9 +305,25 @@ def layout_reply(reply: Reply, context: JSON) -> tuple[rich.Rich, Custom]:
     and no image, and speech with nothing to show displays the language's `silent_display`."""
     screen = chips.has_screen(context)
     base = rich.render(reply.messages, screen=screen, silent_display=reply.silent_display)
-    custom = read(base.google)
+    custom = for_surface(read(base.google), screen, chips.plays_media(context))
     folded = fold(base, custom)
     return (folded if screen else replace(folded, chips=())), custom
+
+
+def for_surface(custom: Custom, screen: bool, media: bool) -> Custom:
+    """`custom` without what the caller's surface cannot show: no card, table, collection or link without
+    a screen, no media response without long-form audio (Google's guidance for speakers is what is said,
+    and the bubbles and spoken choices stay)."""
+    is_media = (custom.content is not None and "media" in custom.content) or (
+        custom.item is not None and "mediaResponse" in custom.item
+    )
+    keep = media if is_media else screen
+    if not keep:
+        custom.content = None
+        custom.item = None
+    if not screen:
+        custom.link_v3 = custom.link_v2 = None
+    return custom
 
 
 def fold(base: rich.Rich, custom: Custom) -> rich.Rich:
