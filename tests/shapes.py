@@ -43,8 +43,10 @@ def v2_request(
         "user": user,
         "conversation": conversation,
         "inputs": [first],
-        "surface": {
+        "surface": {  # a phone, as in Google's samples
             "capabilities": [
+                {"name": "actions.capability.MEDIA_RESPONSE_AUDIO"},
+                {"name": "actions.capability.WEB_BROWSER"},
                 {"name": "actions.capability.AUDIO_OUTPUT"},
                 {"name": "actions.capability.SCREEN_OUTPUT"},
             ]
