@@ -73,6 +73,7 @@ class ServerSettings:
     running_turns: int = 1
     inference: str = "loop"
     graph_runner: str = "sequential"
+    max_batch: int = 16
     # Management listener (/metrics, /bots, /admin/*, /console/): off while the port is None.
     management_host: str | None = None
     management_port: int | None = None
@@ -517,6 +518,7 @@ def _build(raw: Mapping[str, Any], base: Path) -> Settings:
         running_turns=s.int_("running_turns", 1, 0, 1024),
         inference=s.choice("inference", "loop", ("loop", "thread")),
         graph_runner=s.choice("graph_runner", "sequential", ("sequential", "dask")),
+        max_batch=s.int_("max_batch", 16, 1, 1024),
         **_management_listener(s),
     )
     for lang, bot in bots.items():  # an action runs inside the turn's deadline, never past it
