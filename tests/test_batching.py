@@ -72,14 +72,14 @@ def _close(got: Any, expected: Any, where: str) -> None:
         assert got == expected, f"{where}: {got!r} != {expected!r}"
 
 
-def _batch_counts(lang: str) -> tuple[float, float]:
-    """(batches, batches of one) observed so far for `lang`'s NLU."""
+def _batch_counts(lang: str, stage: str = "nlu") -> tuple[float, float]:
+    """(batches, batches of one) observed so far for `lang`'s `stage` (nlu or policy)."""
     total = ones = 0.0
     for family in metrics.REGISTRY.collect():
         if family.name != "gateway_bot_batch_size":
             continue
         for sample in family.samples:
-            if sample.labels.get("lang") != lang or sample.labels.get("stage") != "nlu":
+            if sample.labels.get("lang") != lang or sample.labels.get("stage") != stage:
                 continue
             if sample.name.endswith("_count"):
                 total = sample.value

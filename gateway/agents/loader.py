@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import functools
 import logging
 import time
 from collections.abc import Callable
@@ -63,7 +64,7 @@ def load_agent_blocking(
     graph_runner: str = "sequential",
     actions: BotActions | None = None,
     max_batch: int = 1,
-    observe_batch: Callable[[int], None] | None = None,
+    observe_batch: Callable[[str, int], None] | None = None,
 ) -> Agent:
     """Load `path` into a new Agent whose processor uses `tracker_store` directly.
 
@@ -71,12 +72,12 @@ def load_agent_blocking(
     a fresh in-memory conversation; we unwrap it so an outage surfaces as TrackerStoreUnavailable.
     `graph_runner` "sequential" runs the model's graph without dask (graph_runner.py); "dask" keeps Rasa's.
     `actions` gives the model its custom-action endpoint and NLG endpoint (the bot's endpoints.yml).
-    `max_batch` > 1 parses concurrent messages of a DIET model in batches (batched_nlu.py); each batch's
-    size goes to `observe_batch`.
+    `max_batch` > 1 parses concurrent messages of a DIET model in batches (batched_nlu.py) and predicts
+    their next actions with one TED call (batched_policies.py); `observe_batch(stage, size)` sees each.
     """
     from rasa.core.agent import Agent
 
-    from gateway.agents import action_guard, batched_nlu, speedups, stages, trusted_types
+    from gateway.agents import action_guard, batched_nlu, batched_policies, speedups, stages, trusted_types
 
     speedups.install()
     trusted_types.install()
@@ -107,7 +108,10 @@ def load_agent_blocking(
 
         agent.processor.graph_runner = SequentialGraphRunner.replacing(agent.processor.graph_runner)
     # After the runner is chosen: batches run the processor's runner.
-    batched_nlu.batch_nlu(agent.processor, max_batch, observe_batch)
+    nlu = functools.partial(observe_batch, "nlu") if observe_batch else None
+    policy = functools.partial(observe_batch, "policy") if observe_batch else None
+    batched_nlu.batch_nlu(agent.processor, max_batch, nlu)
+    batched_policies.batch_policies(agent.processor, max_batch, policy)
     stages.yield_between_stages(agent.processor)
     return agent
 
@@ -119,7 +123,7 @@ async def load_model(
     graph_runner: str = "sequential",
     actions: BotActions | None = None,
     max_batch: int = 1,
-    observe_batch: Callable[[int], None] | None = None,
+    observe_batch: Callable[[str, int], None] | None = None,
 ) -> LoadedModel:
     """Load an agent off the event loop and time it."""
     started = time.perf_counter()

@@ -162,7 +162,7 @@ class AgentPool:
                 self.graph_runner,
                 bot.actions,
                 self.max_batch,
-                metrics.BATCH_SIZE.labels(lang, "nlu").observe,
+                lambda stage, size: metrics.BATCH_SIZE.labels(lang, stage).observe(size),
             )
             if self.inference is not None and model.agent.processor is not None:
                 # Tracker-store calls go back to the loop that owns the Redis connections.
