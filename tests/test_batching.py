@@ -19,6 +19,7 @@ from prometheus_client import generate_latest
 
 from bench import conversations as conv
 from gateway import metrics
+from gateway.agents.inference import InferenceThread
 from gateway.agents.pool import AgentPool
 from gateway.settings import ROOT, load_settings
 from gateway.storage.trackers import tracker_stores_for
@@ -44,10 +45,16 @@ def recorded_conversations(lang: str) -> list[list[str]]:
     return out
 
 
-def _pool(models_dir: Path, max_batch: int) -> AgentPool:
+def _pool(models_dir: Path, max_batch: int, inference: InferenceThread | None = None) -> AgentPool:
     settings = load_settings(overrides={"bots.models_dir": str(models_dir), "monitor.interval_seconds": 0})
     # running_turns 1, the default: a turn waiting for its batch must lend its slot for batches to form.
-    return AgentPool(settings.bots, tracker_stores_for(settings), running_turns=1, max_batch=max_batch)
+    return AgentPool(
+        settings.bots,
+        tracker_stores_for(settings),
+        running_turns=1,
+        max_batch=max_batch,
+        inference=inference,
+    )
 
 
 async def _talk(pool: AgentPool, lang: str, sender: str, texts: list[str]) -> list[list[Any]]:
@@ -96,7 +103,20 @@ def _batch_counts(lang: str, stage: str = "nlu") -> tuple[float, float]:
 @pytest.mark.parametrize("lang", conv.LANGS)
 async def test_batched_turns_answer_like_single_turns(prod_model_paths: dict[str, Path], lang: str) -> None:
     path = prod_model_paths[lang]
-    single, batched = _pool(path.parent.parent, 1), _pool(path.parent.parent, 16)
+    # German turns run on an inference thread (server.inference: thread, advised for DIET/TED): the
+    # batches form on that thread's loop the same way.
+    inference = InferenceThread() if lang == "de" else None
+    if inference is not None:
+        inference.start()
+    try:
+        await _compare(path, lang, inference)
+    finally:
+        if inference is not None:
+            await inference.stop()
+
+
+async def _compare(path: Path, lang: str, inference: InferenceThread | None) -> None:
+    single, batched = _pool(path.parent.parent, 1), _pool(path.parent.parent, 16, inference)
     for pool in (single, batched):
         await pool.load(lang, path)
     talks = recorded_conversations(lang)

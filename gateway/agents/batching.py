@@ -4,12 +4,12 @@ A DIET/TED inference costs nearly as much for one message as for sixteen (Tensor
 dominates such small inputs), so sixteen concurrent conversations running sixteen batch-of-one calls
 waste most of the CPU. A `MicroBatcher` runs its function over a list of items in a worker thread:
 
-- idle, an item runs at once, alone, on the loop (no fixed wait for company: the batch takes what became
-  ready in the same loop pass);
+- idle, an item runs at once, alone (no fixed wait for company: the batch takes what became ready in
+  the same loop pass);
 - while a batch runs, the items that arrive queue; the next batch is whatever queued meanwhile, at most
   `max_batch` items. Under load the batch size adapts to the arrival rate times the batch's duration.
 
-A batch of several runs in a worker thread so the loop keeps taking turns up to their model call
+A batch, even of one, runs in a worker thread so the loop keeps taking turns up to their model call
 meanwhile (TensorFlow releases the GIL while it computes); a turn waiting for its batch lends its turn
 slot (slots.py) to the next turn, since it holds no loop CPU. If a batch fails, its items run again one
 by one, so one bad message fails its own turn only.
@@ -81,13 +81,10 @@ class MicroBatcher(Generic[In, Out]):
                     self._observe(len(batch))
                 items = [item for item, _ in batch]
                 try:
-                    # Alone, it runs right here, as an unbatched turn would: a thread hop costs a context
-                    # switch each way, several ms on a busy machine. A batch goes to a worker thread so
-                    # the loop meanwhile serves requests and queues the next batch.
-                    if len(items) == 1:
-                        outputs = self._run(items)
-                    else:
-                        outputs = await loop.run_in_executor(None, self._run, items)
+                    # Even alone, in a worker thread: the loop meanwhile takes other turns through their
+                    # tracker reads up to this call, so they queue for the next batch. Run inline, a lone
+                    # call blocked them, and on an inference thread or with Redis no batch ever formed.
+                    outputs = await loop.run_in_executor(None, self._run, items)
                     if len(outputs) != len(items):
                         raise RuntimeError(f"a batch of {len(items)} gave {len(outputs)} results")
                 except Exception as exc:  # noqa: BLE001 - handed to the turns: each gets its own answer
