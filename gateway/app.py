@@ -154,6 +154,7 @@ async def _agent_pool(app: web.Application) -> AsyncIterator[None]:
         running_turns=settings.server.running_turns,
         inference=inference,
         graph_runner=settings.server.graph_runner,
+        max_batch=settings.server.max_batch,
         actions=app[appkeys.BOT_ACTIONS],
     )
     yield

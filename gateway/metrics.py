@@ -47,6 +47,13 @@ INFERENCE_LATENCY = Histogram(
     buckets=_LATENCY_BUCKETS,
     registry=REGISTRY,
 )
+BATCH_SIZE = Histogram(
+    "gateway_bot_batch_size",
+    "Turns served by one model call (micro-batching, server.max_batch) per bot language and stage.",
+    ["lang", "stage"],
+    buckets=(1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 64),
+    registry=REGISTRY,
+)
 
 
 class _ModelInfo:

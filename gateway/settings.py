@@ -83,6 +83,7 @@ class ServerSettings:
     # how often it republishes which model it answers with (gateway/storage/replicas.py).
     replica_name: str | None = None
     heartbeat_seconds: float = 5.0
+    max_batch: int = 16
     # Management listener (/metrics, /bots, /admin/*, /console/): off while the port is None.
     management_host: str | None = None
     management_port: int | None = None
@@ -559,6 +560,7 @@ def _build(raw: Mapping[str, Any], base: Path) -> Settings:
         graph_runner=s.choice("graph_runner", "sequential", ("sequential", "dask")),
         replica_name=_replica_name(s),
         heartbeat_seconds=s.float_("heartbeat_seconds", 5.0, 0.1, 300.0),
+        max_batch=s.int_("max_batch", 16, 1, 1024),
         **_management_listener(s),
     )
     for lang, bot in bots.items():  # an action runs inside the turn's deadline, never past it

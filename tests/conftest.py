@@ -44,6 +44,26 @@ def model_paths(models_dir: Path) -> dict[str, Path]:
     return out
 
 
+@pytest.fixture(scope="session")
+def prod_model_paths() -> dict[str, Path]:
+    """Every bot's DIET/TED model (config.prod.yml), trained once into <cache>/prod like bench's models.
+
+    The real pipeline and epochs: ~70 s per bot the first time, then reused while the sources do not change.
+    """
+    from gateway.training import current_model
+
+    cache = model_cache() / "prod"
+    bots = [(lang, ROOT / "bots" / lang) for lang in LANGS]
+    progress = lambda line: print(f"[prod models] {line}", file=sys.stderr)  # noqa: E731
+    train_missing(bots, cache, config_name="config.prod.yml", progress=progress)
+    out = {}
+    for lang, folder in bots:
+        path = current_model(folder, cache / lang, "config.prod.yml")
+        assert path is not None, f"no current config.prod.yml model for {lang} in {cache}"
+        out[lang] = path
+    return out
+
+
 @pytest.fixture
 def settings(models_dir: Path) -> Settings:
     """Embedded-default settings using the cached models."""

@@ -63,8 +63,17 @@ class SequentialGraphRunner(GraphRunner):  # type: ignore[misc]
             logger.warning("keeping Rasa's dask graph runner: %s", exc)
             return runner
 
-    def run(self, inputs: dict[str, Any] | None = None, targets: list[str] | None = None) -> dict[str, Any]:
-        """Run the nodes `targets` need (all targets when None) and return `{target: output}`."""
+    def run(
+        self,
+        inputs: dict[str, Any] | None = None,
+        targets: list[str] | None = None,
+        known: Mapping[str, Any] | None = None,
+    ) -> dict[str, Any]:
+        """Run the nodes `targets` need (all targets when None) and return `{target: output}`.
+
+        `known` gives nodes' outputs computed elsewhere (a micro-batch, batched_policies.py): those nodes
+        are not called.
+        """
         run_targets = tuple(targets) if targets else tuple(self._graph_schema.target_names)
         plan = self._plan(run_targets)
         values: dict[str, Any] = {}
@@ -77,6 +86,9 @@ class SequentialGraphRunner(GraphRunner):  # type: ignore[misc]
             values[name] = (name, value)
         try:
             for name, node, needs in plan:
+                if known is not None and name in known:
+                    values[name] = (name, known[name])
+                    continue
                 values[name] = node(*(values.get(need, need) for need in needs))
         except RuntimeError as exc:  # what DaskGraphRunner turns into GraphRunError, too
             raise GraphRunError("Error running runner.") from exc

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import functools
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -61,6 +63,8 @@ def load_agent_blocking(
     tracker_store: TrackerStore,
     graph_runner: str = "sequential",
     actions: BotActions | None = None,
+    max_batch: int = 1,
+    observe_batch: Callable[[str, int], None] | None = None,
 ) -> Agent:
     """Load `path` into a new Agent whose processor uses `tracker_store` directly.
 
@@ -68,10 +72,12 @@ def load_agent_blocking(
     a fresh in-memory conversation; we unwrap it so an outage surfaces as TrackerStoreUnavailable.
     `graph_runner` "sequential" runs the model's graph without dask (graph_runner.py); "dask" keeps Rasa's.
     `actions` gives the model its custom-action endpoint and NLG endpoint (the bot's endpoints.yml).
+    `max_batch` > 1 parses concurrent messages of a DIET model in batches (batched_nlu.py) and predicts
+    their next actions with one TED call (batched_policies.py); `observe_batch(stage, size)` sees each.
     """
     from rasa.core.agent import Agent
 
-    from gateway.agents import action_guard, speedups, stages, trusted_types
+    from gateway.agents import action_guard, batched_nlu, batched_policies, speedups, stages, trusted_types
 
     speedups.install()
     trusted_types.install()
@@ -97,11 +103,16 @@ def load_agent_blocking(
     agent.tracker_store = tracker_store
     agent.processor.tracker_store = tracker_store
     action_guard.guard(agent.processor)  # before stages: the yielding class wraps the guarded one
-    stages.yield_between_stages(agent.processor)
     if graph_runner == "sequential":
         from gateway.agents.graph_runner import SequentialGraphRunner
 
         agent.processor.graph_runner = SequentialGraphRunner.replacing(agent.processor.graph_runner)
+    # After the runner is chosen: batches run the processor's runner.
+    nlu = functools.partial(observe_batch, "nlu") if observe_batch else None
+    policy = functools.partial(observe_batch, "policy") if observe_batch else None
+    batched_nlu.batch_nlu(agent.processor, max_batch, nlu)
+    batched_policies.batch_policies(agent.processor, max_batch, policy)
+    stages.yield_between_stages(agent.processor)
     return agent
 
 
@@ -111,11 +122,15 @@ async def load_model(
     sha256: str | None = None,
     graph_runner: str = "sequential",
     actions: BotActions | None = None,
+    max_batch: int = 1,
+    observe_batch: Callable[[str, int], None] | None = None,
 ) -> LoadedModel:
     """Load an agent off the event loop and time it."""
     started = time.perf_counter()
     loop = asyncio.get_running_loop()
-    agent = await loop.run_in_executor(None, load_agent_blocking, path, tracker_store, graph_runner, actions)
+    agent = await loop.run_in_executor(
+        None, load_agent_blocking, path, tracker_store, graph_runner, actions, max_batch, observe_batch
+    )
     seconds = time.perf_counter() - started
     logger.info("loaded model %s in %.1fs", path.name, seconds)
     return LoadedModel(agent, path.name, path, sha256, time.time(), seconds)

@@ -18,7 +18,7 @@ from gateway.agents.custom_actions import ActionClient, BotActions
 from gateway.agents.inference import InferenceThread, OwnerLoopTrackerStore
 from gateway.agents.loader import LoadedModel, ModelSummary, load_model, summary
 from gateway.agents.signing import Verifier
-from gateway.agents.slots import TurnSlots
+from gateway.agents.slots import HELD, TurnSlots
 from gateway.agents.swap_progress import SwapProgress
 from gateway.errors import BotNotReady, GatewayError, ModelProbeFailed, UnknownBot
 from gateway.settings import BotSettings
@@ -101,6 +101,7 @@ class AgentPool:
         inference: InferenceThread | None = None,
         graph_runner: str = "sequential",
         actions: Mapping[str, BotActions] | None = None,
+        max_batch: int = 1,
     ) -> None:
         self.bots = {lang: Bot(cfg, tracker_stores[lang]) for lang, cfg in bots.items()}
         if actions is None:  # each bot's own endpoints.yml; action servers need a started ActionClient
@@ -114,6 +115,7 @@ class AgentPool:
         # With an inference thread, turns leave the server's loop altogether.
         self.inference = inference
         self.graph_runner = graph_runner
+        self.max_batch = max_batch  # concurrent turns of a DIET model parsed in one call (batched_nlu.py)
         # Turns are CPU that never yields: starting only a few per loop pass keeps every pass short (on the
         # server's loop: /healthz and /metrics stay fast) and finishes turns in arrival order. 0 = no cap.
         self.turn_slots = TurnSlots(running_turns) if running_turns > 0 else None
@@ -153,7 +155,15 @@ class AgentPool:
             digest = await loop.run_in_executor(
                 None, verify_archive, path, sha256, self.verifier, signature, lang
             )
-            model = await load_model(path, bot.tracker_store, digest, self.graph_runner, bot.actions)
+            model = await load_model(
+                path,
+                bot.tracker_store,
+                digest,
+                self.graph_runner,
+                bot.actions,
+                self.max_batch,
+                lambda stage, size: metrics.BATCH_SIZE.labels(lang, stage).observe(size),
+            )
             if self.inference is not None and model.agent.processor is not None:
                 # Tracker-store calls go back to the loop that owns the Redis connections.
                 model.agent.processor.tracker_store = OwnerLoopTrackerStore(
@@ -256,7 +266,11 @@ class AgentPool:
         input_channel: str,
     ) -> dialogue.BotMessages:
         async with self.turn_slots or contextlib.nullcontext():
-            return await dialogue.run_turn(model, sender_id, text, metadata, input_channel)
+            held = HELD.set(self.turn_slots)  # lent while the turn waits for its micro-batch
+            try:
+                return await dialogue.run_turn(model, sender_id, text, metadata, input_channel)
+            finally:
+                HELD.reset(held)
 
     async def _run(self, turn: Coroutine[Any, Any, T]) -> T:
         """Await a turn where turns run: the inference thread when there is one, else right here."""

@@ -11,7 +11,13 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
+import contextvars
+from collections.abc import AsyncIterator
 from types import TracebackType
+
+# The slots the running turn holds, so code deep inside the turn can lend its slot while it only waits.
+HELD: contextvars.ContextVar[TurnSlots | None] = contextvars.ContextVar("held_turn_slots", default=None)
 
 
 class TurnSlots:
@@ -51,6 +57,26 @@ class TurnSlots:
         self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         self._release()
+
+    @contextlib.asynccontextmanager
+    async def lent(self) -> AsyncIterator[None]:
+        """Give the held slot to the next turn while this one waits on something that is not loop CPU
+        (a micro-batch running in a worker thread); take it back first in line, ahead of new turns."""
+        self._release()
+        try:
+            yield
+        finally:
+            waiter = asyncio.get_running_loop().create_future()
+            self._waiters.appendleft(waiter)
+            self._hand_out()
+            try:
+                await waiter
+            except asyncio.CancelledError:
+                if not waiter.done() or waiter.cancelled():
+                    if waiter in self._waiters:
+                        self._waiters.remove(waiter)
+                    self._free -= 1  # the turn's own `async with` exit gives back the slot it lent
+                raise
 
     def _release(self) -> None:
         self._free += 1
