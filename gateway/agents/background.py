@@ -7,6 +7,9 @@ the turn first, and threads the loader starts inherit its niceness. A loader tha
 also asks for the GIL less often, so the loop gets it back sooner (docs/performance.md "Model swap under
 load").
 
+While any load runs, the interpreter also switches threads more often and the collector skips the heap
+that existed before the load (`load_mode`, below): both had stalled every turn for seconds.
+
 The thread is new for every call and ends with it: an unprivileged process cannot lower a nice value
 again, so a reniced pool thread would stay slow for whatever it ran next. TensorFlow's own thread pools
 are process-wide and created on its first use; they are created here, before renicing, so turns never
@@ -17,8 +20,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import os
+import sys
 import threading
 from collections.abc import Callable
 from typing import TypeVar
@@ -26,6 +31,12 @@ from typing import TypeVar
 logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
+
+# While a load runs, the interpreter switches threads after this many seconds instead of 5 ms. A thread
+# that wants the GIL waits one interval before the holder is asked to drop it, and the serving loop hands
+# the GIL away at every pass (epoll, Redis, each TensorFlow call): with a loader always waiting to grab it,
+# every pass cost a turn up to 5 ms more. Restored when the last load ends.
+LOAD_SWITCH_INTERVAL = 0.0005
 
 # Added to the process's nice value for the loading thread: 10 is half way to the lowest priority (19),
 # low enough that turns win every contended core, high enough that the load still finishes on a busy host.
@@ -43,6 +54,40 @@ def lower_priority(niceness: int = LOAD_NICENESS) -> bool:
         logger.warning("cannot lower the model loader's priority: %s", exc)
         return False
     return True
+
+
+class _LoadMode:
+    """While at least one load runs: short switch intervals and a frozen heap for the collector.
+
+    Frozen (`gc.freeze`): a load allocates hundreds of thousands of objects, which trigger full collections
+    that walk the whole heap (the answering model's included) holding the GIL: 0.5 s each on an idle
+    machine, 2-4 s stalls of every turn under load. With the heap that existed before the load frozen, the
+    collections the load triggers walk only what it allocated. Unfrozen when the last load ends, so the
+    replaced model's cycles are collected again (once, by the next full collection).
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._loads = 0
+        self._saved = sys.getswitchinterval()
+
+    def __enter__(self) -> None:
+        with self._lock:
+            if self._loads == 0:
+                self._saved = sys.getswitchinterval()
+                sys.setswitchinterval(min(self._saved, LOAD_SWITCH_INTERVAL))
+                gc.freeze()
+            self._loads += 1
+
+    def __exit__(self, *exc: object) -> None:
+        with self._lock:
+            self._loads -= 1
+            if self._loads == 0:
+                gc.unfreeze()
+                sys.setswitchinterval(self._saved)
+
+
+load_mode = _LoadMode()
 
 
 def thread_niceness() -> int:
@@ -75,7 +120,8 @@ async def run_in_background(
             if before is not None:
                 before()
             lower_priority(niceness)
-            outcome = (work(), None)
+            with load_mode:
+                outcome = (work(), None)
         except BaseException as exc:  # noqa: BLE001 - handed to the awaiting coroutine, which raises it
             outcome = (None, exc)
         with contextlib.suppress(RuntimeError):  # the loop closed (shutdown): nobody waits any more
