@@ -8,7 +8,7 @@ also asks for the GIL less often, so the loop gets it back sooner (docs/performa
 load").
 
 While any load runs, the interpreter also switches threads more often and the collector skips the heap
-that existed before the load (`load_mode`, below): both had stalled every turn for seconds.
+that existed before the load (`load_mode`, below).
 
 The thread is new for every call and ends with it: an unprivileged process cannot lower a nice value
 again, so a reniced pool thread would stay slow for whatever it ran next. TensorFlow's own thread pools
@@ -60,8 +60,8 @@ class _LoadMode:
     """While at least one load runs: short switch intervals and a frozen heap for the collector.
 
     Frozen (`gc.freeze`): a load allocates hundreds of thousands of objects, which trigger full collections
-    that walk the whole heap (the answering model's included) holding the GIL: 0.5 s each on an idle
-    machine, 2-4 s stalls of every turn under load. With the heap that existed before the load frozen, the
+    that walk the whole heap (the answering model's included) holding the GIL: 0.5 s each on a quiet
+    machine, a stall of every turn. With the heap that existed before the load frozen, the
     collections the load triggers walk only what it allocated. Unfrozen when the last load ends, so the
     replaced model's cycles are collected again (once, by the next full collection).
     """
