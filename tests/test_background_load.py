@@ -20,15 +20,13 @@ linux_only = pytest.mark.skipif(
 @linux_only
 async def test_the_work_runs_reniced_in_its_own_thread_and_nothing_else_is() -> None:
     caller = background.thread_niceness()
-    interval = sys.getswitchinterval()
-    seen: dict[str, float | str] = {}
+    seen: dict[str, int | str] = {}
 
     def before() -> None:
         seen["before"] = background.thread_niceness()
 
     def work() -> str:
         seen["work"] = background.thread_niceness()
-        seen["interval"] = sys.getswitchinterval()
         seen["frozen"] = gc.get_freeze_count()
         seen["thread"] = threading.current_thread().name
         child: dict[str, int] = {}
@@ -44,12 +42,9 @@ async def test_the_work_runs_reniced_in_its_own_thread_and_nothing_else_is() -> 
     assert seen["before"] == caller  # before() runs at normal priority (TensorFlow's pools start there)
     assert seen["work"] == min(caller + background.LOAD_NICENESS, 19)
     assert seen["child"] == seen["work"]
-    # Threads switch more often while it runs, so the serving loop gets the GIL back sooner; then as before.
-    assert seen["interval"] == min(interval, background.LOAD_SWITCH_INTERVAL) < interval
-    assert sys.getswitchinterval() == interval
     # The heap that existed before the load is hidden from the collector while it runs, then visible again
     # (so a replaced model's cycles are collected).
-    assert seen["frozen"] > 0
+    assert seen["frozen"] != 0
     assert gc.get_freeze_count() == 0
     # The serving thread and the default executor's threads keep their priority.
     assert background.thread_niceness() == caller
@@ -61,10 +56,9 @@ async def test_an_error_in_the_work_reaches_the_caller() -> None:
     def work() -> None:
         raise ModelError("cannot load model broken.tar.gz: KeyError")
 
-    interval = sys.getswitchinterval()
     with pytest.raises(ModelError, match=r"broken\.tar\.gz"):
         await background.run_in_background(work, name="load-broken")
-    assert sys.getswitchinterval() == interval
+    assert gc.get_freeze_count() == 0
 
 
 async def test_no_renicing_when_asked_for_none() -> None:

@@ -7,8 +7,7 @@ the turn first, and threads the loader starts inherit its niceness. A loader tha
 also asks for the GIL less often, so the loop gets it back sooner (docs/performance.md "Model swap under
 load").
 
-While any load runs, the interpreter also switches threads more often and the collector skips the heap
-that existed before the load (`load_mode`, below).
+While any load runs, the collector skips the heap that existed before the load (`frozen_heap`, below).
 
 The thread is new for every call and ends with it: an unprivileged process cannot lower a nice value
 again, so a reniced pool thread would stay slow for whatever it ran next. TensorFlow's own thread pools
@@ -23,7 +22,6 @@ import contextlib
 import gc
 import logging
 import os
-import sys
 import threading
 from collections.abc import Callable
 from typing import TypeVar
@@ -31,12 +29,6 @@ from typing import TypeVar
 logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
-
-# While a load runs, the interpreter switches threads after this many seconds instead of 5 ms. A thread
-# that wants the GIL waits one interval before the holder is asked to drop it, and the serving loop hands
-# the GIL away at every pass (epoll, Redis, each TensorFlow call): with a loader always waiting to grab it,
-# every pass cost a turn up to 5 ms more. Restored when the last load ends.
-LOAD_SWITCH_INTERVAL = 0.0005
 
 # Added to the process's nice value for the loading thread: 10 is half way to the lowest priority (19),
 # low enough that turns win every contended core, high enough that the load still finishes on a busy host.
@@ -56,10 +48,10 @@ def lower_priority(niceness: int = LOAD_NICENESS) -> bool:
     return True
 
 
-class _LoadMode:
-    """While at least one load runs: short switch intervals and a frozen heap for the collector.
+class _FrozenHeap:
+    """While at least one load runs, the heap that existed before it is frozen for the collector.
 
-    Frozen (`gc.freeze`): a load allocates hundreds of thousands of objects, which trigger full collections
+    A load allocates hundreds of thousands of objects, which trigger full collections
     that walk the whole heap (the answering model's included) holding the GIL: 0.5 s each on a quiet
     machine, a stall of every turn. With the heap that existed before the load frozen, the
     collections the load triggers walk only what it allocated. Unfrozen when the last load ends, so the
@@ -69,13 +61,10 @@ class _LoadMode:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._loads = 0
-        self._saved = sys.getswitchinterval()
 
     def __enter__(self) -> None:
         with self._lock:
             if self._loads == 0:
-                self._saved = sys.getswitchinterval()
-                sys.setswitchinterval(min(self._saved, LOAD_SWITCH_INTERVAL))
                 gc.freeze()
             self._loads += 1
 
@@ -84,10 +73,9 @@ class _LoadMode:
             self._loads -= 1
             if self._loads == 0:
                 gc.unfreeze()
-                sys.setswitchinterval(self._saved)
 
 
-load_mode = _LoadMode()
+frozen_heap = _FrozenHeap()
 
 
 def thread_niceness() -> int:
@@ -120,7 +108,7 @@ async def run_in_background(
             if before is not None:
                 before()
             lower_priority(niceness)
-            with load_mode:
+            with frozen_heap:
                 outcome = (work(), None)
         except BaseException as exc:  # noqa: BLE001 - handed to the awaiting coroutine, which raises it
             outcome = (None, exc)
