@@ -145,7 +145,18 @@ async def run(args: argparse.Namespace) -> int:
         return 1
     print(f"event -> first answer by the new model: {(first_new - published) * 1000:.0f} ms")
     print("(during = from the announcement until 1 s after the first new answer)")
+    if args.samples:
+        _write_samples(Path(args.samples), load.samples, published)
     return 0 if all(s.ok for s in load.samples) else 1
+
+
+def _write_samples(path: Path, samples: list[Sample], published: float) -> None:
+    """Every request as JSON lines, times relative to the announcement (to see where a tail comes from)."""
+    with path.open("w") as out:
+        for s in sorted(samples, key=lambda s: s.started):
+            row = {"at": round(s.started - published, 4), "ms": round(s.seconds * 1000, 1), "ok": s.ok}
+            out.write(json.dumps({**row, "new": s.new_model}) + "\n")
+    print(f"samples: {path}")
 
 
 async def _first_new(load: Load, since: float, timeout: float) -> float | None:
@@ -164,6 +175,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--users", type=int, default=8, help="concurrent simulated users")
     parser.add_argument("--pause", type=float, default=0.0, help="think time between a user's requests")
     parser.add_argument("--config", default="config.yml", help="bot config: config.yml or config.prod.yml")
+    parser.add_argument("--samples", help="write every request (time, latency, model) as JSON lines here")
     args = parser.parse_args(argv)
     with contextlib.suppress(KeyboardInterrupt):
         return asyncio.run(run(args))

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import copy
 import functools
 import logging
@@ -12,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from gateway.agents.background import run_in_background
 from gateway.errors import ModelError
 
 if TYPE_CHECKING:
@@ -77,10 +77,19 @@ def load_agent_blocking(
     """
     from rasa.core.agent import Agent
 
-    from gateway.agents import action_guard, batched_nlu, batched_policies, speedups, stages, trusted_types
+    from gateway.agents import (
+        action_guard,
+        batched_nlu,
+        batched_policies,
+        fast_load,
+        speedups,
+        stages,
+        trusted_types,
+    )
 
     speedups.install()
     trusted_types.install()
+    fast_load.install()
     if not path.is_file():
         raise ModelError(f"model archive {path.name} does not exist")
     # A shallow copy shares the conversations but holds this model's domain, so loading a new model
@@ -125,12 +134,24 @@ async def load_model(
     max_batch: int = 1,
     observe_batch: Callable[[str, int], None] | None = None,
 ) -> LoadedModel:
-    """Load an agent off the event loop and time it."""
+    """Load an agent off the event loop, in a thread of lower priority than turns (background.py); time it."""
     started = time.perf_counter()
-    loop = asyncio.get_running_loop()
-    agent = await loop.run_in_executor(
-        None, load_agent_blocking, path, tracker_store, graph_runner, actions, max_batch, observe_batch
+    agent = await run_in_background(
+        lambda: load_agent_blocking(path, tracker_store, graph_runner, actions, max_batch, observe_batch),
+        name=f"load-{path.name}",
+        before=_start_tensorflow,
     )
     seconds = time.perf_counter() - started
     logger.info("loaded model %s in %.1fs", path.name, seconds)
     return LoadedModel(agent, path.name, path, sha256, time.time(), seconds)
+
+
+def _start_tensorflow() -> None:
+    """Create TensorFlow's process-wide thread pools at normal priority, before the loader is reniced.
+
+    Threads inherit their creator's nice value; pools first created by a reniced loader would run every
+    later turn's DIET/TED inference at the loader's low priority.
+    """
+    from tensorflow.python.eager import context
+
+    context.ensure_initialized()
