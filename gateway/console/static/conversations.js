@@ -6,6 +6,7 @@ const PAGE = 20;
 let offset = 0;
 let selected = null;
 let languages = [];
+let listing = 0; // the newest list request: an older answer arriving late must not replace it
 
 function pct(confidence) {
   return typeof confidence === "number" ? `${(confidence * 100).toFixed(1)}%` : "";
@@ -41,9 +42,13 @@ function entryNode(entry) {
   }
 }
 
+let opening = 0; // likewise for transcripts: the last conversation clicked is the one shown
+
 async function open(lang, sender) {
   clearError();
+  const ticket = ++opening;
   const { data } = await api("GET", `/admin/conversations/${lang}/${encodeURIComponent(sender)}`);
+  if (ticket !== opening) return;
   selected = { lang, sender };
   $("conv-title").textContent = sender;
   $("conv-delete").hidden = false;
@@ -52,7 +57,9 @@ async function open(lang, sender) {
 
 async function list() {
   const lang = $("conv-lang").value;
+  const ticket = ++listing;
   const { data } = await api("GET", `/admin/conversations/${lang}?offset=${offset}&limit=${PAGE}`);
+  if (ticket !== listing) return; // e.g. the view opened on one language, then another was picked
   const body = clear($("conv-list").tBodies[0]);
   for (const conv of data.conversations) {
     body.append(el("tr", { "data-sender": conv.sender_id },
