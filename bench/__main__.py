@@ -79,6 +79,20 @@ def _parser() -> argparse.ArgumentParser:
         metavar="KEY=VALUE",
         help="extra GATEWAY_* setting for the gateway runs, e.g. GATEWAY_SERVER_RUNNING_TURNS=2 (repeatable)",
     )
+    parser.add_argument(
+        "--unbatched",
+        action=argparse.BooleanOptionalAction,
+        help="also the gateway with max_batch 1, at c=1, per inference mode with the most workers, to see "
+        "what batching costs a quiet bot (default: with --prod)",
+    )
+    parser.add_argument(
+        "--swap",
+        action=argparse.BooleanOptionalAction,
+        help="end with bench.swap: a model published while one gateway process is saturated (default: "
+        "with --prod; DIET/TED or light as the run)",
+    )
+    parser.add_argument("--swap-users", type=int, default=4, help="users saturating the swap's gateway")
+    parser.add_argument("--swap-seconds", type=float, default=20.0, help="steady load around the swap")
     parser.add_argument("--quick", action="store_true", help="smoke run: levels 1,8, 1 s warm-up + 3 s each")
     parser.add_argument(
         "--actions",
@@ -300,6 +314,30 @@ def _pids(system: System, groups: dict[str, Any]) -> dict[str, list[int]]:
     }
 
 
+def run_swap(args: argparse.Namespace) -> dict[str, Any]:
+    """bench.swap in its own process (its own Redis, S3 and gateway), after every other system stopped."""
+    with tempfile.TemporaryDirectory(prefix="bench-swap-") as tmp:
+        out = Path(tmp) / "swap.json"
+        argv = [
+            sys.executable,
+            "-m",
+            "bench.swap",
+            "--config",
+            "config.prod.yml" if args.prod else "config.yml",
+            "--users",
+            str(args.swap_users),
+            "--seconds",
+            str(args.swap_seconds),
+            "--json",
+            str(out),
+        ]
+        print("bench: hot swap under load (bench.swap) ...", flush=True)
+        done = subprocess.run(argv, cwd=ROOT)
+        if not out.exists():
+            return {"notes": [f"bench.swap wrote no result (exit status {done.returncode})"]}
+        return dict(json.loads(out.read_text()))
+
+
 def run_system(
     name: str,
     start: Any,
@@ -365,6 +403,10 @@ def main() -> int:
         raise SystemExit("bench: --inference takes loop, thread or loop,thread")
     if args.rates is None:
         args.rates = "50%,100%,150%" if "usual" in wanted else ""
+    if args.unbatched is None:
+        args.unbatched = args.prod and "gateway" in wanted
+    if args.swap is None:
+        args.swap = args.prod
     rate_entries = parse_rates(args.rates)
     if any(entry.endswith("%") for entry in rate_entries) and "usual" not in wanted:
         raise SystemExit(
@@ -437,8 +479,22 @@ def main() -> int:
                 result["systems"][name] = run_system(
                     name, start, redis, args, levels, langs, lambda _points: rates
                 )
+        if "gateway" in wanted and args.unbatched:
+            count = max(workers)
+            for mode in inference:
+                name = f"gateway w{count}" + ("" if mode == "loop" else f" {mode}") + " unbatched"
+                env = {**extra_env, "GATEWAY_SERVER_INFERENCE": mode, "GATEWAY_SERVER_MAX_BATCH": "1"}
+
+                def start_unbatched(count: int = count, env: dict[str, str] = env) -> System:
+                    return start_gateway(models, redis.url, count, args.ready_timeout, env)
+
+                result["systems"][name] = run_system(
+                    name, start_unbatched, redis, args, [1], langs, lambda _points: []
+                )
     finally:
         redis.stop()
+    if args.swap:
+        result["swap"] = run_swap(args)
     if "usual" in result["systems"]:
         result["systems"]["usual"] = result["systems"].pop("usual")
     result["seconds"] = round(time.time() - started, 1)
@@ -471,6 +527,18 @@ def _write(result: dict[str, Any], out: Path) -> int:
         for note in system.get("notes", []):
             print(f"note: {name}: {note}")
         print(f"{name}: ready in {system['ready_seconds']} s")
+    swap = result.get("swap")
+    if swap:
+        for note in swap.get("notes", []):
+            print(f"note: swap: {note}")
+        for phase in ("before", "during", "after"):
+            if phase in swap:
+                numbers = swap[phase]
+                print(
+                    f"swap {phase:<7} {numbers['requests']:5d} requests  p50 {numbers['p50_ms']} ms  "
+                    f"p99 {numbers['p99_ms']} ms  max {numbers['max_ms']} ms  errors {numbers['errors']}"
+                )
+        print(f"swap: event -> first answer by the new model: {swap.get('first_new_seconds')} s")
     print("\nratios against the targets:")
     for check in checks:
         print(check.row())

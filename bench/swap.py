@@ -69,15 +69,27 @@ async def user(http: aiohttp.ClientSession, url: str, load: Load, pause: float) 
             await asyncio.sleep(pause)
 
 
+def stats(samples: list[Sample]) -> dict[str, float | int | None]:
+    """Requests, p50/p99/max latency (ms) and errors of one phase."""
+    lat = sorted(s.seconds * 1000 for s in samples)
+    if not lat:
+        return {"requests": 0, "p50_ms": None, "p99_ms": None, "max_ms": None, "errors": 0}
+    return {
+        "requests": len(lat),
+        "p50_ms": round(statistics.median(lat), 1),
+        "p99_ms": round(lat[min(len(lat) - 1, int(len(lat) * 0.99))], 1),
+        "max_ms": round(lat[-1], 1),
+        "errors": sum(not s.ok for s in samples),
+    }
+
+
 def summary(name: str, samples: list[Sample]) -> str:
     if not samples:
         return f"{name:>8}: no requests"
-    lat = sorted(s.seconds * 1000 for s in samples)
-    p99 = lat[min(len(lat) - 1, int(len(lat) * 0.99))]
-    errors = sum(not s.ok for s in samples)
+    phase = stats(samples)
     return (
-        f"{name:>8}: {len(samples):5d} requests  p50 {statistics.median(lat):7.1f} ms  "
-        f"p99 {p99:7.1f} ms  max {lat[-1]:7.1f} ms  errors {errors}"
+        f"{name:>8}: {phase['requests']:5d} requests  p50 {phase['p50_ms']:7.1f} ms  "
+        f"p99 {phase['p99_ms']:7.1f} ms  max {phase['max_ms']:7.1f} ms  errors {phase['errors']}"
     )
 
 
@@ -140,14 +152,29 @@ async def run(args: argparse.Namespace) -> int:
     print(f"\nbot en ({args.config}), {args.users} concurrent users, {len(load.samples)} requests")
     for name, part in (("before", before), ("during", during), ("after", after)):
         print(summary(name, part))
+    if first_new is not None:
+        print(f"event -> first answer by the new model: {(first_new - published) * 1000:.0f} ms")
+        print("(during = from the announcement until 1 s after the first new answer)")
+    if args.samples:
+        _write_samples(Path(args.samples), load.samples, published)
+    if args.json:
+        phases = {"before": stats(before), "during": stats(during), "after": stats(after)}
+        found = {
+            "config": args.config,
+            "users": args.users,
+            "first_new_seconds": None if first_new is None else round(first_new - published, 2),
+            "errors": sum(not s.ok for s in load.samples),
+            **phases,
+        }
+        _write_json(Path(args.json), found)
     if first_new is None:
         print("the new model never answered")
         return 1
-    print(f"event -> first answer by the new model: {(first_new - published) * 1000:.0f} ms")
-    print("(during = from the announcement until 1 s after the first new answer)")
-    if args.samples:
-        _write_samples(Path(args.samples), load.samples, published)
     return 0 if all(s.ok for s in load.samples) else 1
+
+
+def _write_json(path: Path, found: dict[str, object]) -> None:
+    path.write_text(json.dumps(found, indent=1))
 
 
 def _write_samples(path: Path, samples: list[Sample], published: float) -> None:
@@ -176,6 +203,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--pause", type=float, default=0.0, help="think time between a user's requests")
     parser.add_argument("--config", default="config.yml", help="bot config: config.yml or config.prod.yml")
     parser.add_argument("--samples", help="write every request (time, latency, model) as JSON lines here")
+    parser.add_argument("--json", help="write the phases' numbers and the time to the new model here")
     args = parser.parse_args(argv)
     with contextlib.suppress(KeyboardInterrupt):
         return asyncio.run(run(args))
