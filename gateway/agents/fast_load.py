@@ -22,48 +22,42 @@ optimizer state or have no example to build the model with.
 from __future__ import annotations
 
 import logging
-import threading
 from typing import Any
+
+from gateway.agents.patches import install_once
 
 logger = logging.getLogger(__name__)
 
-_lock = threading.Lock()
-_installed = False
 
-
+@install_once
 def install() -> None:
     """Replace `RasaModel.load` with the faster load for prediction (idempotent, thread-safe)."""
-    global _installed
-    with _lock:
-        if _installed:
-            return
-        from rasa.utils.tensorflow.models import RasaModel
+    from rasa.utils.tensorflow.models import RasaModel
 
-        original = RasaModel.load.__func__  # type: ignore[attr-defined]
+    original = RasaModel.load.__func__  # type: ignore[attr-defined]
 
-        def load(
-            cls: Any,
-            model_file_name: str,
-            model_data_example: Any,
-            predict_data_example: Any = None,
-            finetune_mode: bool = False,
-            *args: Any,
-            **kwargs: Any,
-        ) -> Any:
-            if finetune_mode or predict_data_example is None:
-                return original(
-                    cls,
-                    model_file_name,
-                    model_data_example,
-                    predict_data_example,
-                    finetune_mode,
-                    *args,
-                    **kwargs,
-                )
-            return load_for_prediction(cls, model_file_name, predict_data_example, *args, **kwargs)
+    def load(
+        cls: Any,
+        model_file_name: str,
+        model_data_example: Any,
+        predict_data_example: Any = None,
+        finetune_mode: bool = False,
+        *args: Any,
+        **kwargs: Any,
+    ) -> Any:
+        if finetune_mode or predict_data_example is None:
+            return original(
+                cls,
+                model_file_name,
+                model_data_example,
+                predict_data_example,
+                finetune_mode,
+                *args,
+                **kwargs,
+            )
+        return load_for_prediction(cls, model_file_name, predict_data_example, *args, **kwargs)
 
-        RasaModel.load = classmethod(load)  # type: ignore[assignment]
-        _installed = True
+    RasaModel.load = classmethod(load)  # type: ignore[assignment]
 
 
 def load_for_prediction(

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from gateway.agents.background import run_in_background
+from gateway.agents.background import freeze_imports, run_in_background
 from gateway.errors import ModelError
 
 if TYPE_CHECKING:
@@ -82,6 +82,7 @@ def load_agent_blocking(
         batched_nlu,
         batched_policies,
         fast_load,
+        kernel_cache,
         speedups,
         stages,
         trusted_types,
@@ -99,9 +100,11 @@ def load_agent_blocking(
     action_endpoint = actions.action_endpoint() if actions is not None else None
     generator = actions.nlg if actions is not None else None
     try:
-        agent = Agent.load(
-            str(path), tracker_store=tracker_store, action_endpoint=action_endpoint, generator=generator
-        )
+        # kept(): constructing DIET/TED must not make the answering model re-optimise (kernel_cache.py).
+        with kernel_cache.kept():
+            agent = Agent.load(
+                str(path), tracker_store=tracker_store, action_endpoint=action_endpoint, generator=generator
+            )
     except Exception as exc:  # rasa/tarfile/pickle raise many types; all mean "unusable model"
         # The name and type only: Rasa's messages carry temporary paths, and this text reaches /readyz.
         logger.warning("model %s failed to load: %s: %s", path.name, type(exc).__name__, exc)
@@ -155,3 +158,18 @@ def _start_tensorflow() -> None:
     from tensorflow.python.eager import context
 
     context.ensure_initialized()
+    # What every load imports, imported before the first load freezes the imports for the collector.
+    import rasa.core.agent  # noqa: F401
+
+    from gateway.agents import (  # noqa: F401
+        action_guard,
+        batched_nlu,
+        batched_policies,
+        fast_load,
+        kernel_cache,
+        speedups,
+        stages,
+        trusted_types,
+    )
+
+    freeze_imports()

@@ -19,42 +19,36 @@ from __future__ import annotations
 
 import functools
 import logging
-import threading
 from typing import Any
+
+from gateway.agents.patches import install_once
 
 logger = logging.getLogger(__name__)
 
-_lock = threading.Lock()
-_installed = False
 
-
+@install_once
 def install() -> None:
     """Replace `Event.resolve_by_type` with a remembering wrapper (idempotent, thread-safe)."""
-    global _installed
-    with _lock:
-        if _installed:
-            return
-        from rasa.shared.core.events import Event
+    from rasa.shared.core.events import Event
 
-        original = Event.resolve_by_type
-        found: dict[str, Any] = {}
+    original = Event.resolve_by_type
+    found: dict[str, Any] = {}
 
-        @functools.wraps(original)
-        def resolve_by_type(type_name: str, default: Any = None) -> Any:
-            cls = found.get(type_name)
-            if cls is not None:
-                return cls
-            cls = original(type_name, default)
-            # Remember only real matches: defaults and "unknown" answers depend on the caller.
-            if cls is not None and cls is not default and getattr(cls, "type_name", None) == type_name:
-                found[type_name] = cls
+    @functools.wraps(original)
+    def resolve_by_type(type_name: str, default: Any = None) -> Any:
+        cls = found.get(type_name)
+        if cls is not None:
             return cls
+        cls = original(type_name, default)
+        # Remember only real matches: defaults and "unknown" answers depend on the caller.
+        if cls is not None and cls is not default and getattr(cls, "type_name", None) == type_name:
+            found[type_name] = cls
+        return cls
 
-        Event.resolve_by_type = staticmethod(resolve_by_type)
-        _install_empty_domain_check()
-        _install_action_result_check()
-        _installed = True
-        logger.debug("installed the remembering Event.resolve_by_type")
+    Event.resolve_by_type = staticmethod(resolve_by_type)
+    _install_empty_domain_check()
+    _install_action_result_check()
+    logger.debug("installed the remembering Event.resolve_by_type")
 
 
 def _install_empty_domain_check() -> None:
