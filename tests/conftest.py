@@ -89,6 +89,16 @@ def redis_server() -> Iterator[RedisServer]:
         server.stop()
 
 
+@pytest.fixture(scope="module")
+def module_redis_server() -> Iterator[RedisServer]:
+    """A private redis-server shared by one module's tests (e.g. behind one module-scoped gateway)."""
+    server = RedisServer().start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
 @pytest.fixture(scope="session")
 def redis_cluster() -> Iterator[RedisClusterNodes]:
     """One private Redis Cluster for the session: 3 primaries, each with a replica (for failovers).

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -45,15 +45,6 @@ def amazon() -> Amazon:
     return Amazon.make()
 
 
-@pytest.fixture(scope="module")
-def redis_server() -> Iterator[RedisServer]:
-    server = RedisServer().start()
-    try:
-        yield server
-    finally:
-        server.stop()
-
-
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
 async def s3_port(amazon: Amazon, tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[int]:
     app = web.Application()
@@ -72,12 +63,12 @@ async def s3_port(amazon: Amazon, tmp_path_factory: pytest.TempPathFactory) -> A
 
 
 @pytest.fixture(scope="module")
-def alexa_settings(models_dir: Path, redis_server: RedisServer) -> Settings:
+def alexa_settings(models_dir: Path, module_redis_server: RedisServer) -> Settings:
     return load_settings(
         overrides={
             "bots.models_dir": str(models_dir),
             "monitor.interval_seconds": 0,
-            "redis.url": redis_server.url,
+            "redis.url": module_redis_server.url,
             "channels.alexa.enabled": True,
             "channels.alexa.skill_id": SKILL_ID,
         }
@@ -107,7 +98,7 @@ def speech(answer: dict[str, Any]) -> str:
 
 @pytest.mark.parametrize("lang", ["en", "pl", "de"])
 async def test_conversation_per_language_is_kept_in_redis(
-    client: TestClient, amazon: Amazon, redis_server: RedisServer, lang: str
+    client: TestClient, amazon: Amazon, module_redis_server: RedisServer, lang: str
 ) -> None:
     session = f"amzn1.echo-api.session.{uuid.uuid4()}"
     status, launch = await post_signed(
@@ -123,7 +114,7 @@ async def test_conversation_per_language_is_kept_in_redis(
     assert speech(ask) in responses(lang, "utter_ask_people")
     _, done = await post_signed(client, amazon, alexa_request(text="4", locale=LOCALE[lang], session=session))
     assert speech(done) in [t.replace("{people}", "4") for t in responses(lang, "utter_booked")]
-    redis = aioredis.Redis.from_url(redis_server.url)
+    redis = aioredis.Redis.from_url(module_redis_server.url)
     try:
         blob = await redis.get(f"gateway:production:{lang}:{{alexa:{lang}:{session}}}:tracker")
     finally:
@@ -153,12 +144,12 @@ async def test_stop_ends_politely_and_fallback_reprompts(client: TestClient, ama
 
 
 async def test_session_ended_gets_an_empty_answer_and_stores_nothing(
-    client: TestClient, amazon: Amazon, redis_server: RedisServer
+    client: TestClient, amazon: Amazon, module_redis_server: RedisServer
 ) -> None:
     session = f"amzn1.echo-api.session.{uuid.uuid4()}"
     status, answer = await post_signed(client, amazon, alexa_request("SessionEndedRequest", session=session))
     assert (status, answer) == (200, {"version": "1.0", "response": {}})
-    redis = aioredis.Redis.from_url(redis_server.url)
+    redis = aioredis.Redis.from_url(module_redis_server.url)
     try:
         assert await redis.keys(f"*{session}*") == []
     finally:

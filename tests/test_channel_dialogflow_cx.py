@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -72,15 +72,6 @@ def id_token(key: SigningKey, **overrides: Any) -> str:
 
 
 @pytest.fixture(scope="module")
-def redis_server() -> Iterator[RedisServer]:
-    server = RedisServer().start()
-    try:
-        yield server
-    finally:
-        server.stop()
-
-
-@pytest.fixture(scope="module")
 def google_id_key() -> SigningKey:
     return new_key()
 
@@ -88,7 +79,7 @@ def google_id_key() -> SigningKey:
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
 async def client(
     models_dir: Path,
-    redis_server: RedisServer,
+    module_redis_server: RedisServer,
     google_id_key: SigningKey,
     tmp_path_factory: pytest.TempPathFactory,
 ) -> AsyncIterator[TestClient]:
@@ -97,7 +88,7 @@ async def client(
         overrides={
             "bots.models_dir": str(models_dir),
             "monitor.interval_seconds": 0,
-            "redis.url": redis_server.url,
+            "redis.url": module_redis_server.url,
             "google.jwks_file": str(jwks),
             "channels.dialogflow_cx.audience": AUDIENCE,
             "channels.dialogflow_cx.service_accounts": [SERVICE_AGENT],
@@ -122,7 +113,7 @@ def said(answer: dict[str, Any]) -> list[str]:
 
 @pytest.mark.parametrize("lang", ["en", "pl", "de"])
 async def test_conversation_per_language_is_kept_in_redis(
-    client: TestClient, google_id_key: SigningKey, redis_server: RedisServer, lang: str
+    client: TestClient, google_id_key: SigningKey, module_redis_server: RedisServer, lang: str
 ) -> None:
     session = f"cx-{uuid.uuid4().hex}"
     status, welcome = await cx(client, google_id_key, cx_request("", lang, session, tag="welcome"))
@@ -134,7 +125,7 @@ async def test_conversation_per_language_is_kept_in_redis(
     assert said(done)[0] in [t.replace("{people}", "4") for t in responses(lang, "utter_booked")]
     assert done["sessionInfo"]["parameters"] == {"rasa_end_conversation": False}
     assert "targetPage" not in done
-    redis = aioredis.Redis.from_url(redis_server.url)
+    redis = aioredis.Redis.from_url(module_redis_server.url)
     try:
         blob = await redis.get(
             f"gateway:production:{lang}:{{dialogflow_cx:{lang}:{AGENT_PATH}/sessions/{session}}}:tracker"

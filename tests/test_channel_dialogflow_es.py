@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import base64
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -41,25 +41,16 @@ def basic(user: str, password: str) -> dict[str, str]:
 GOOD = {**basic(USER, PASSWORD), **HEADER}
 
 
-@pytest.fixture(scope="module")
-def redis_server() -> Iterator[RedisServer]:
-    server = RedisServer().start()
-    try:
-        yield server
-    finally:
-        server.stop()
-
-
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
 async def client(
-    models_dir: Path, redis_server: RedisServer, tmp_path_factory: pytest.TempPathFactory
+    models_dir: Path, module_redis_server: RedisServer, tmp_path_factory: pytest.TempPathFactory
 ) -> AsyncIterator[TestClient]:
     jwks = write_jwks(tmp_path_factory.mktemp("es") / "certs.json", [new_key()])
     settings = load_settings(
         overrides={
             "bots.models_dir": str(models_dir),
             "monitor.interval_seconds": 0,
-            "redis.url": redis_server.url,
+            "redis.url": module_redis_server.url,
             "google.project_id": "my-actions-project",
             "google.jwks_file": str(jwks),
             "channels.dialogflow_es.username": USER,
@@ -85,7 +76,7 @@ def plain_es(text: str, language: str, session: str) -> dict[str, Any]:
 
 @pytest.mark.parametrize("lang", ["en", "pl", "de"])
 async def test_conversation_per_language_with_verification_on(
-    client: TestClient, redis_server: RedisServer, lang: str
+    client: TestClient, module_redis_server: RedisServer, lang: str
 ) -> None:
     session = f"projects/p/agent/sessions/es-{uuid.uuid4().hex}"
     status, ask = await es(client, plain_es(BOOK[lang], lang, session), GOOD)
@@ -93,7 +84,7 @@ async def test_conversation_per_language_with_verification_on(
     assert ask["fulfillmentText"] in responses(lang, "utter_ask_people")
     _, done = await es(client, dialogflow_request("4", lang, session), GOOD)  # with Google's payload
     assert done["fulfillmentText"] in [t.replace("{people}", "4") for t in responses(lang, "utter_booked")]
-    redis = aioredis.Redis.from_url(redis_server.url)
+    redis = aioredis.Redis.from_url(module_redis_server.url)
     try:
         blob = await redis.get(f"gateway:production:{lang}:{{dialogflow_es:{lang}:{session}}}:tracker")
     finally:

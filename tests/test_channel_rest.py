@@ -4,7 +4,7 @@ choice, the bearer token, and conversations that never mix with Google's."""
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -33,22 +33,13 @@ LOCALE = {"en": "en-US", "pl": "pl-PL", "de": "de-DE"}
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
 
-@pytest.fixture(scope="module")
-def redis_server() -> Iterator[RedisServer]:
-    server = RedisServer().start()
-    try:
-        yield server
-    finally:
-        server.stop()
-
-
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
-async def client(models_dir: Path, redis_server: RedisServer) -> AsyncIterator[TestClient]:
+async def client(models_dir: Path, module_redis_server: RedisServer) -> AsyncIterator[TestClient]:
     settings = load_settings(
         overrides={
             "bots.models_dir": str(models_dir),
             "monitor.interval_seconds": 0,
-            "redis.url": redis_server.url,
+            "redis.url": module_redis_server.url,
             "channels.rest.token": TOKEN,
         }
     )
@@ -79,7 +70,7 @@ async def test_status_endpoint_answers_like_rasa(client: TestClient) -> None:
 
 @pytest.mark.parametrize("lang", ["en", "pl", "de"])
 async def test_conversation_per_language_is_kept_in_redis(
-    client: TestClient, redis_server: RedisServer, lang: str
+    client: TestClient, module_redis_server: RedisServer, lang: str
 ) -> None:
     sender = f"rest-{uuid.uuid4().hex}"
     meta = {"locale": LOCALE[lang]}
@@ -89,7 +80,7 @@ async def test_conversation_per_language_is_kept_in_redis(
     assert texts(first)[0] in responses(lang, "utter_ask_people")
     status, second = await rest(client, {"sender": sender, "message": "4", "metadata": meta})
     assert status == 200 and texts(second)[0] in booked(lang, "4")
-    redis = aioredis.Redis.from_url(redis_server.url)
+    redis = aioredis.Redis.from_url(module_redis_server.url)
     try:
         blob = await redis.get(f"gateway:production:{lang}:{{rest:{lang}:{sender}}}:tracker")
     finally:

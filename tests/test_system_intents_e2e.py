@@ -8,7 +8,7 @@ checks are answered without a bot turn and leave nothing in Redis.
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -33,38 +33,29 @@ MEDIA_FINISHED = [
 ]
 
 
-@pytest.fixture(scope="module")
-def redis_server() -> Iterator[RedisServer]:
-    server = RedisServer().start()
-    try:
-        yield server
-    finally:
-        server.stop()
-
-
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
-async def client(models_dir: Path, redis_server: RedisServer) -> AsyncIterator[TestClient]:
+async def client(models_dir: Path, module_redis_server: RedisServer) -> AsyncIterator[TestClient]:
     settings = load_settings(
         overrides={
             "bots.models_dir": str(models_dir),
             "monitor.interval_seconds": 0,
-            "redis.url": redis_server.url,
+            "redis.url": module_redis_server.url,
         }
     )
     async with running_gateway(settings) as client:
         yield client
 
 
-async def tracker_keys(redis_server: RedisServer) -> list[str]:
-    redis = aioredis.Redis.from_url(redis_server.url)
+async def tracker_keys(module_redis_server: RedisServer) -> list[str]:
+    redis = aioredis.Redis.from_url(module_redis_server.url)
     try:
         return sorted(key.decode() for key in await redis.keys("*:tracker"))
     finally:
         await redis.close(close_connection_pool=True)
 
 
-async def user_events(redis_server: RedisServer, lang: str, sender: str) -> list[dict[str, Any]]:
-    redis = aioredis.Redis.from_url(redis_server.url)
+async def user_events(module_redis_server: RedisServer, lang: str, sender: str) -> list[dict[str, Any]]:
+    redis = aioredis.Redis.from_url(module_redis_server.url)
     try:
         stored = await redis.get(f"gateway:production:{lang}:{{{sender}}}:tracker")
     finally:
@@ -103,7 +94,7 @@ def legacy_media_url(rich_response: dict[str, Any]) -> str:
 
 
 async def test_actions_builder_media_then_media_status_finished(
-    client: TestClient, redis_server: RedisServer
+    client: TestClient, module_redis_server: RedisServer
 ) -> None:
     session = f"media-{uuid.uuid4().hex}"
     status, played = await post(client, v3("play some music", session))
@@ -115,14 +106,16 @@ async def test_actions_builder_media_then_media_status_finished(
     status, finished = await post(client, v3("", session, "actions.intent.MEDIA_STATUS_FINISHED"))
     assert status == 200, finished
     assert speech(finished) in responses("en", "utter_media_finished")
-    last = (await user_events(redis_server, "en", f"en:{session}"))[-1]
+    last = (await user_events(module_redis_server, "en", f"en:{session}"))[-1]
     assert last["text"] == '/media_status_finished{"status": "FINISHED"}'
     assert last["parse_data"]["intent"]["name"] == "media_status_finished"
     assert last["metadata"]["system_intent"] == "actions.intent.MEDIA_STATUS_FINISHED"
     assert last["metadata"]["arguments"] == {"status": "FINISHED"}
 
 
-async def test_conversation_v2_media_then_media_status(client: TestClient, redis_server: RedisServer) -> None:
+async def test_conversation_v2_media_then_media_status(
+    client: TestClient, module_redis_server: RedisServer
+) -> None:
     session = f"media-{uuid.uuid4().hex}"
     status, played = await post(client, v2("zagraj muzykę", session))
     assert status == 200, played
@@ -135,13 +128,13 @@ async def test_conversation_v2_media_then_media_status(client: TestClient, redis
     )
     assert status == 200, finished
     assert speech(finished) in responses("pl", "utter_media_finished")
-    last = (await user_events(redis_server, "pl", f"pl:{session}"))[-1]
+    last = (await user_events(module_redis_server, "pl", f"pl:{session}"))[-1]
     assert last["parse_data"]["intent"]["name"] == "media_status_finished"
     assert last["metadata"]["intent"] == "actions.intent.MEDIA_STATUS"
 
 
 async def test_dialogflow_media_then_media_status_event(
-    client: TestClient, redis_server: RedisServer
+    client: TestClient, module_redis_server: RedisServer
 ) -> None:
     session = f"media-{uuid.uuid4().hex}"
     status, played = await post(client, df("spiel Musik", session))
@@ -153,7 +146,7 @@ async def test_dialogflow_media_then_media_status_event(
     status, finished = await post(client, event)
     assert status == 200, finished
     assert speech(finished) in responses("de", "utter_media_finished")
-    last = (await user_events(redis_server, "de", f"de:projects/p/agent/sessions/{session}"))[-1]
+    last = (await user_events(module_redis_server, "de", f"de:projects/p/agent/sessions/{session}"))[-1]
     assert last["parse_data"]["intent"]["name"] == "media_status_finished"
 
 
@@ -166,8 +159,8 @@ async def test_a_system_intent_the_bot_lacks_gets_its_fallback_answer(client: Te
     assert speech(answer) in responses("pl", "utter_default")
 
 
-async def test_health_checks_write_no_tracker(client: TestClient, redis_server: RedisServer) -> None:
-    before = await tracker_keys(redis_server)
+async def test_health_checks_write_no_tracker(client: TestClient, module_redis_server: RedisServer) -> None:
+    before = await tracker_keys(module_redis_server)
     health = [{"name": "is_health_check", "boolValue": True, "textValue": "1"}]
     documented_v3 = {
         "handler": {"name": "actions.handler.HEALTH_CHECK"},
@@ -189,7 +182,7 @@ async def test_health_checks_write_no_tracker(client: TestClient, redis_server: 
     for body in bodies:
         status, answer = await post(client, body)
         assert status == 200, answer
-    assert await tracker_keys(redis_server) == before
+    assert await tracker_keys(module_redis_server) == before
 
 
 async def test_bad_system_intent_arguments_are_400s_with_a_reason(client: TestClient) -> None:
