@@ -110,6 +110,31 @@ _EXCHANGE_ERRORS = (
 )
 
 
+def judge(
+    rec: Recorder,
+    channel: str,
+    status: int,
+    raw: bytes,
+    allowed: frozenset[str],
+    latency_ms: float,
+    what: str,
+) -> bool | None:
+    """Record one answer: True right, False wrong (a mismatch), None no usable answer (an error)."""
+    if status != 200:
+        rec.error(f"HTTP {status}: {raw[:200]!r}")
+        return None
+    try:
+        said = conv.speech_for(channel, orjson.loads(raw))
+    except ValueError:
+        rec.error(f"not JSON: {raw[:200]!r}")
+        return None
+    if said not in allowed:
+        rec.mismatch(latency_ms, f"{what} -> {said!r}")
+        return False
+    rec.ok(latency_ms)
+    return True
+
+
 async def _converse(
     conn: _Connection,
     worker: int,
@@ -136,18 +161,8 @@ async def _converse(
                     rec.error(f"{type(exc).__name__}: {exc}")
                     break
                 latency = (time.perf_counter() - started) * 1000.0
-                if status != 200:
-                    rec.error(f"HTTP {status}: {raw[:200]!r}")
+                if judge(rec, channel, status, raw, allowed, latency, f"{lang} {text!r}") is None:
                     break
-                try:
-                    said = conv.speech_for(channel, orjson.loads(raw))
-                except ValueError:
-                    rec.error(f"not JSON: {raw[:200]!r}")
-                    break
-                if said in allowed:
-                    rec.ok(latency)
-                else:
-                    rec.mismatch(latency, f"{lang} {text!r} -> {said!r}")
     finally:
         conn.close()
 

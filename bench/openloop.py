@@ -26,7 +26,7 @@ from urllib.parse import urlsplit
 import orjson
 
 from bench import conversations as conv
-from bench.loadgen import _EXCHANGE_ERRORS, _Connection
+from bench.loadgen import _EXCHANGE_ERRORS, _Connection, judge
 from bench.stats import Recorder, latency_summary
 
 
@@ -85,18 +85,8 @@ class _OpenLoop:
             self.idle.append(conn)  # a closed one reconnects on its next post
         now = time.perf_counter()
         latency = (now - due) * 1000.0
-        if status != 200:
-            self.rec.error(f"HTTP {status}: {raw[:200]!r}")
+        if not judge(self.rec, self.channel, status, raw, allowed, latency, f"{talk.lang} {text!r}"):
             return
-        try:
-            said = conv.speech_for(self.channel, orjson.loads(raw))
-        except ValueError:
-            self.rec.error(f"not JSON: {raw[:200]!r}")
-            return
-        if said not in allowed:
-            self.rec.mismatch(latency, f"{talk.lang} {text!r} -> {said!r}")
-            return
-        self.rec.ok(latency)
         if now <= self.window_end:
             self.ok_in_window += 1
         talk.turn += 1

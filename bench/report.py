@@ -189,8 +189,9 @@ def _get(point: dict[str, Any] | None, key: str) -> float | None:
 def table(result: dict[str, Any]) -> str:
     """The per-point results, one line per system and concurrency."""
     langs = len(result["config"]["langs"])
+    width = max([18, *(len(name) + 1 for name in result["systems"])])
     head = (
-        f"{'system':<18}{'conc':>5}{'req/s':>9}{'p50 ms':>9}{'p99 ms':>9}{'err':>6}{'wrong':>6}"
+        f"{'system':<{width}}{'conc':>5}{'req/s':>9}{'p50 ms':>9}{'p99 ms':>9}{'err':>6}{'wrong':>6}"
         f"{'CPU ms/req':>12}{'RSS MB/lang':>13}{'health p99':>12}"
     )
     lines = [head, "-" * len(head)]
@@ -202,7 +203,7 @@ def table(result: dict[str, Any]) -> str:
             main = rss.get("server", rss.get("rasa")) if isinstance(rss, dict) else rss
             health = health_p99(p)
             lines.append(
-                f"{name:<18}{p['concurrency']:>5}{p['throughput']:>9.1f}{_num(p['p50_ms'])}{_num(p['p99_ms'])}"
+                f"{name:<{width}}{p['concurrency']:>5}{p['throughput']:>9.1f}{_num(p['p50_ms'])}{_num(p['p99_ms'])}"
                 f"{p['errors']:>6}{p['wrong']:>6}{cpu_total:>12.2f}{(main or 0) / MB / langs:>13.0f}"
                 f"{_num(health, 12)}"
             )

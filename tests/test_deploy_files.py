@@ -215,8 +215,8 @@ OVERLAYS = ("light", "diet-ted")
 MANAGEMENT_ENV = {"GATEWAY_SERVER_MANAGEMENT_HOST", "GATEWAY_SERVER_MANAGEMENT_PORT"}
 MANAGEMENT_PORT = 9090
 # docs/performance.md: DIET/TED bots, one gateway process (MB = 10^6 bytes).
-DIET_TED_MB_PER_LANG = 626
-DIET_TED_START_SECONDS = 166
+DIET_TED_MB_PER_LANG = 324
+DIET_TED_START_SECONDS = 25
 
 
 @pytest.fixture(scope="session")
@@ -388,7 +388,7 @@ def mebibytes(quantity: str) -> float:
 def test_resources_are_sized_from_the_measurements(rendered: dict[str, list[dict[str, Any]]]) -> None:
     performance = (ROOT / "docs" / "performance.md").read_text()
     assert f"Memory: {DIET_TED_MB_PER_LANG} MB per language" in performance
-    assert f"need 160-{DIET_TED_START_SECONDS} s" in performance
+    assert f"need 21-{DIET_TED_START_SECONDS} s" in performance
     assert f"{MEASURED_RSS_MIB} MiB" in (K8S_DIR / "base" / "deployment.yaml").read_text()
     langs = len(load_settings(env={}).bots)
     diet_ted_mib = DIET_TED_MB_PER_LANG * 1e6 / 2**20

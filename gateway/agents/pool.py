@@ -203,21 +203,6 @@ class AgentPool:
         metrics.MODEL_LOADED_AT.labels(lang).set(model.loaded_at)
         return model
 
-    async def load_all(self, models: Mapping[str, Path]) -> dict[str, BaseException | None]:
-        """Load every language concurrently; returns the error per language (None when loaded)."""
-        # Import rasa once on a worker thread so concurrent loads do not race its import.
-        await asyncio.get_running_loop().run_in_executor(None, _import_rasa)
-        langs = list(models)
-        results = await asyncio.gather(
-            *(self.load(lang, models[lang]) for lang in langs), return_exceptions=True
-        )
-        out: dict[str, BaseException | None] = {}
-        for lang, result in zip(langs, results, strict=True):
-            if isinstance(result, BaseException) and not isinstance(result, Exception):
-                raise result  # cancellation and friends must propagate
-            out[lang] = result if isinstance(result, BaseException) else None
-        return out
-
     async def _check_actions(self, bot: Bot, model: LoadedModel) -> None:
         """Refuse a model whose domain names custom actions this bot cannot run (part of the warm-up)."""
         processor = model.agent.processor
@@ -277,7 +262,3 @@ class AgentPool:
         if self.inference is None:
             return await turn
         return await self.inference.run(turn)
-
-
-def _import_rasa() -> None:
-    import rasa.core.agent  # noqa: F401
