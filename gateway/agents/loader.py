@@ -158,18 +158,7 @@ def _start_tensorflow() -> None:
     from tensorflow.python.eager import context
 
     context.ensure_initialized()
-    # What every load imports, imported before the first load freezes the imports for the collector.
+    # Rasa (and with it TensorFlow) imported before the first load freezes the imports for the collector.
     import rasa.core.agent  # noqa: F401
-
-    from gateway.agents import (  # noqa: F401
-        action_guard,
-        batched_nlu,
-        batched_policies,
-        fast_load,
-        kernel_cache,
-        speedups,
-        stages,
-        trusted_types,
-    )
 
     freeze_imports()
