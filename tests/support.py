@@ -89,6 +89,21 @@ class GatewayProcess:
                 self.proc.wait()
 
 
+def run_script(script: str, *args: str, timeout: float = 900) -> Any:
+    """Run `script` in a fresh interpreter (TensorFlow quiet), check it succeeded; its last line, as JSON."""
+    env = {**os.environ, "PYTHONWARNINGS": "ignore", "TF_CPP_MIN_LOG_LEVEL": "3"}
+    done = subprocess.run(
+        [sys.executable, "-c", script, *args],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
 def builder_request(
     text: str = "",
     locale: str | None = "en-US",

@@ -2,16 +2,12 @@
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
-
 import pytest
 
 from gateway.settings import ROOT
 from gateway.training import train_bot
 from tests.conftest import model_cache
+from tests.support import run_script
 
 # Both loads in one fresh interpreter: Rasa's own `Agent.load`, then the same after fast_load.install().
 # Each RasaModel's first prediction (the load's warm-up, on the archive's prediction example) is recorded;
@@ -67,17 +63,7 @@ def test_fast_load_predicts_exactly_like_rasas_load() -> None:
     path = train_bot(
         "en", ROOT / "bots" / "en", model_cache() / "prod" / "en", config_name="config.prod.yml"
     ).path
-    env = {**os.environ, "PYTHONWARNINGS": "ignore", "TF_CPP_MIN_LOG_LEVEL": "3"}
-    done = subprocess.run(
-        [sys.executable, "-c", _COMPARE, str(path)],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=900,
-    )
-    assert done.returncode == 0, done.stderr[-3000:]
-    result = json.loads(done.stdout.strip().splitlines()[-1])
+    result = run_script(_COMPARE, str(path))
     assert set(result["models"]) == {"DIET", "TED"}
     for name, outputs in result["models"].items():
         assert outputs and all(outputs.values()), (name, outputs)

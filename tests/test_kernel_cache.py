@@ -3,16 +3,12 @@ and the answering model's predictions do not change."""
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
-
 import pytest
 
 from gateway.settings import ROOT
 from gateway.training import train_bot
 from tests.conftest import model_cache
+from tests.support import run_script
 
 # One fresh interpreter: a spy counts the calls that reach TensorFlow's real TFE_ContextClearCaches.
 # Model A loads through the gateway's loader and parses; model B (the same archive) loads on another thread
@@ -86,17 +82,7 @@ def test_a_load_skips_the_kernel_cache_clears_and_the_answering_model_predicts_t
     path = train_bot(
         "en", ROOT / "bots" / "en", model_cache() / "prod" / "en", config_name="config.prod.yml"
     ).path
-    env = {**os.environ, "PYTHONWARNINGS": "ignore", "TF_CPP_MIN_LOG_LEVEL": "3"}
-    done = subprocess.run(
-        [sys.executable, "-c", _SCRIPT, str(path)],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=900,
-    )
-    assert done.returncode == 0, done.stderr[-3000:]
-    result = json.loads(done.stdout.strip().splitlines()[-1])
+    result = run_script(_SCRIPT, str(path))
     # DIET's and TED's constructors each ask for clears (clear_session, two seed setters); none reached
     # TensorFlow during either load.
     assert result["after_a"]["reached"] == 0
