@@ -83,12 +83,14 @@ def load_agent_blocking(
         batched_policies,
         fast_load,
         kernel_cache,
+        sparse_speedups,
         speedups,
         stages,
         trusted_types,
     )
 
     speedups.install()
+    sparse_speedups.install()
     trusted_types.install()
     fast_load.install()
     if not path.is_file():
