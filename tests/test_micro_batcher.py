@@ -8,7 +8,7 @@ from collections.abc import Sequence
 
 import pytest
 
-from gateway.agents.batching import MicroBatcher
+from gateway.agents.batching import COMPANY_DECAY, INLINE_BELOW, PROBE_EVERY, MicroBatcher
 from gateway.agents.slots import HELD, TurnSlots
 
 
@@ -17,11 +17,13 @@ class Model:
 
     def __init__(self) -> None:
         self.calls: list[list[int]] = []
+        self.threads: list[int] = []
         self.release = threading.Event()
         self.running = threading.Event()
 
     def __call__(self, items: Sequence[int]) -> list[int]:
         self.calls.append(list(items))
+        self.threads.append(threading.get_ident())
         if len(items) > 1 and len(self.calls) == 1:
             self.running.set()
             assert self.release.wait(60)
@@ -60,6 +62,36 @@ async def test_a_failing_batch_fails_only_the_item_at_fault() -> None:
     assert results[0] == 120 and results[2] == 140
     assert isinstance(results[1], ValueError) and "unlucky" in str(results[1])
     assert model.calls == [[12, 13, 14], [12], [13], [14]]
+
+
+async def test_lone_items_run_inline_while_batches_have_no_company_but_every_eighth_in_a_thread() -> None:
+    model = Model()
+    batcher = MicroBatcher(model, 16)
+    for n in range(1, 17):
+        assert await batcher.submit(100 + n) == (100 + n) * 10
+    loop_thread = threading.get_ident()
+    threaded = [n for n, thread in zip(range(1, 17), model.threads, strict=True) if thread != loop_thread]
+    assert threaded == [PROBE_EVERY, 2 * PROBE_EVERY]
+    assert batcher.inline == 14 and batcher.batches == 16 and batcher.company == 0
+
+
+async def test_batches_with_company_send_lone_items_to_a_thread_until_they_stop() -> None:
+    model = Model()
+    model.release.set()
+    batcher = MicroBatcher(model, 16)
+    for group in range(5):  # three items in one loop pass: a batch of three, five times
+        assert await asyncio.gather(*(batcher.submit(20 + group * 3 + n) for n in range(3)))
+    assert [len(call) for call in model.calls] == [3] * 5
+    assert batcher.company == pytest.approx(1 - COMPANY_DECAY**5) and batcher.company >= INLINE_BELOW
+    for n in range(100, 106):
+        await batcher.submit(n)
+    loop_thread = threading.get_ident()
+    lone = [thread == loop_thread for thread in model.threads[5:]]
+    # Each lone batch counts in the share before it is placed: 0.37 and 0.33 (threads), then 0.299 (inline).
+    share = 1 - COMPANY_DECAY**5
+    assert share * COMPANY_DECAY**2 >= INLINE_BELOW > share * COMPANY_DECAY**3
+    assert lone == [False, False, True, True, True, True]
+    assert batcher.inline == 4
 
 
 def test_max_batch_is_at_least_one() -> None:
