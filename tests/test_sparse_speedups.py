@@ -1,4 +1,5 @@
-"""The featurisation speedups (gateway/agents/sparse_speedups.py) give Rasa's own features and tensors."""
+"""The featurisation speedups (gateway/agents/sparse_speedups.py) give Rasa's own features and tensors; with
+them and the direct call of traced predictions (direct_predict.py), DIET/TED models answer as in Rasa."""
 
 from __future__ import annotations
 
@@ -191,12 +192,13 @@ def test_unhashable_states_get_rasas_features() -> None:
 
 
 # One fresh interpreter per language set: Rasa's own Agent.load (no gateway patches) answers the bench's
-# conversations and a few odd inputs; then the speedups are installed and the same model answers them again.
+# conversations and a few odd inputs; then the speedups (sparse_speedups, direct_predict) are installed and
+# the same model answers them again.
 _SCRIPT = """
 import asyncio, json, sys, uuid
 from rasa.core.agent import Agent
 from bench.conversations import SCRIPTS
-from gateway.agents import sparse_speedups
+from gateway.agents import direct_predict, sparse_speedups
 
 ODD = ["", "?", "4 4 4 4", "x" * 300, "hello bye help 4 people"]
 
@@ -225,22 +227,24 @@ for lang, path in zip(sys.argv[1::2], sys.argv[2::2]):
     agent = Agent.load(path)
     rasa = conversations(agent, lang)
     sparse_speedups.install()
-    before = sparse_speedups.reused_state_features()
+    direct_predict.install()
+    before = sparse_speedups.reused_state_features(), direct_predict.direct_calls()
     ours = conversations(agent, lang)
     result[lang] = {"same": ours == rasa, "rasa": rasa, "ours": ours,
-                    "reused": sparse_speedups.reused_state_features() - before}
+                    "reused": sparse_speedups.reused_state_features() - before[0],
+                    "direct": direct_predict.direct_calls() - before[1]}
 print(json.dumps(result))
 """
 
 
 @pytest.mark.slow
-def test_diet_ted_answers_are_the_same_with_the_speedups(prod_model_paths: dict[str, Path]) -> None:
+def test_diet_ted_answers_are_rasas_with_the_speedups(prod_model_paths: dict[str, Path]) -> None:
     args = [str(item) for lang, path in prod_model_paths.items() for item in (lang, path)]
     result = run_script(_SCRIPT, *args)
     assert set(result) == set(prod_model_paths)
     for lang, outcome in result.items():
         # Intent rankings, entities, chosen actions with their policy and confidence, slots: to the bit.
         assert outcome["same"], (lang, outcome["rasa"], outcome["ours"])
-        assert outcome["reused"] > 0, lang
+        assert outcome["reused"] > 0 and outcome["direct"] > 0, lang
         actions = [action for _, chosen, _ in outcome["ours"] for action, _, _ in chosen]
         assert "utter_greet" in actions or "utter_booked" in actions, lang

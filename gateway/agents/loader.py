@@ -81,6 +81,7 @@ def load_agent_blocking(
         action_guard,
         batched_nlu,
         batched_policies,
+        direct_predict,
         fast_load,
         kernel_cache,
         sparse_speedups,
@@ -91,6 +92,7 @@ def load_agent_blocking(
 
     speedups.install()
     sparse_speedups.install()
+    direct_predict.install()
     trusted_types.install()
     fast_load.install()
     if not path.is_file():
