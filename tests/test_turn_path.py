@@ -201,3 +201,26 @@ async def test_a_turn_gives_the_loop_back_between_its_stages(model_paths: dict[s
         "GuardedMessageProcessor",
         "MessageProcessor",
     ]
+
+
+async def test_a_load_that_fails_unexpectedly_marks_the_bot_failed_and_says_why(
+    settings: Settings, model_paths: dict[str, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from gateway.agents import pool as pool_module
+    from gateway.agents.pool import BotState
+    from gateway.errors import ModelError
+
+    async def broken(*args: Any, **kwargs: Any) -> Any:
+        raise ImportError("cannot import name 'X' from 'somewhere'")
+
+    pool = AgentPool(settings.bots, tracker_stores_for(settings))
+    monkeypatch.setattr(pool_module, "load_model", broken)
+    with pytest.raises(ModelError, match="failed unexpectedly: ImportError: cannot import name 'X'"):
+        await pool.load("en", model_paths["en"])
+    en = pool.get("en")
+    assert en.state is BotState.FAILED  # not "loading" for ever
+    assert en.last_error is not None and "ImportError" in en.last_error
+    monkeypatch.undo()
+    await pool.load("en", model_paths["en"])  # the next load is not hindered
+    ready = pool.get("en")
+    assert ready.state is BotState.READY and ready.last_error is None

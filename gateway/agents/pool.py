@@ -20,7 +20,7 @@ from gateway.agents.loader import LoadedModel, ModelSummary, load_model, summary
 from gateway.agents.signing import Verifier
 from gateway.agents.slots import HELD, TurnSlots
 from gateway.agents.swap_progress import SwapProgress
-from gateway.errors import BotNotReady, GatewayError, ModelProbeFailed, UnknownBot
+from gateway.errors import BotNotReady, GatewayError, ModelError, ModelProbeFailed, UnknownBot
 from gateway.settings import BotSettings
 from gateway.storage.locks import ConversationLocks, InMemoryLocks
 
@@ -183,14 +183,13 @@ class AgentPool:
                     "domain has responses for the probe's intent (run `gateway test` before publishing)"
                 )
         except (GatewayError, OSError) as exc:
-            if bot.model is not None:  # loading pointed the shared tracker store at the refused domain
-                bot.tracker_store.domain = bot.model.agent.domain
-            bot.last_error = str(exc)
-            if bot.model is None:
-                bot._set_state(BotState.FAILED)
-            logger.error("bot %s: model %s refused: %s", lang, path.name, exc)
-            self.progress.finish(lang, path.name, str(exc))
+            self._refused(bot, path, exc)
             raise
+        except Exception as exc:  # a defect of ours, not the model's: the bot must not stay "loading"
+            logger.exception("bot %s: loading model %s failed unexpectedly", lang, path.name)
+            error = ModelError(f"loading model {path.name} failed unexpectedly: {type(exc).__name__}: {exc}")
+            self._refused(bot, path, error)
+            raise error from exc
         # One assignment: turns already running keep the old agent until they finish, then it is freed.
         bot.previous, bot.model = (summary(bot.model) if bot.model else None), model
         # The model answers through its own copy of the store; the language's store mirrors its domain.
@@ -202,6 +201,15 @@ class AgentPool:
         metrics.MODEL_INFO.labels(lang).info({"model": model.name, "sha256": model.sha256 or ""})
         metrics.MODEL_LOADED_AT.labels(lang).set(model.loaded_at)
         return model
+
+    def _refused(self, bot: Bot, path: Path, exc: BaseException) -> None:
+        if bot.model is not None:  # loading pointed the shared tracker store at the refused domain
+            bot.tracker_store.domain = bot.model.agent.domain
+        bot.last_error = str(exc)
+        if bot.model is None:
+            bot._set_state(BotState.FAILED)
+        logger.error("bot %s: model %s refused: %s", bot.lang, path.name, exc)
+        self.progress.finish(bot.lang, path.name, str(exc))
 
     async def _check_actions(self, bot: Bot, model: LoadedModel) -> None:
         """Refuse a model whose domain names custom actions this bot cannot run (part of the warm-up)."""
