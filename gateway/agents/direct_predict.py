@@ -15,6 +15,7 @@ makes them.
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Callable
 from typing import Any
@@ -81,6 +82,16 @@ def _signature(step: Any) -> tuple[Any, Specs]:
     return step.get_concrete_function(), specs
 
 
+@functools.cache
+def _tensorflow() -> tuple[Any, Any, Any, Any]:
+    """TensorFlow's eager context module, EagerTensor, Tensor and Keras' output walk (imported once)."""
+    from keras.utils.tf_utils import sync_to_numpy_or_python_type
+    from tensorflow.python.eager import context
+    from tensorflow.python.framework.ops import EagerTensor, Tensor
+
+    return context, EagerTensor, Tensor, sync_to_numpy_or_python_type
+
+
 def _converted(batch_in: Any, specs: Specs) -> list[Any] | None:
     """The batch's arrays as tensors of the signature's dtypes; None when it does not fit the signature.
 
@@ -88,9 +99,7 @@ def _converted(batch_in: Any, specs: Specs) -> list[Any] | None:
     array ends in `EagerTensor(array, device, dtype)` after a conversion-registry lookup and four calls;
     the same constructor is called here. Where it refuses (another dtype), Rasa's own path decides.
     """
-    from tensorflow.python.eager import context
-    from tensorflow.python.framework.ops import EagerTensor
-
+    context, eager_tensor, _, _ = _tensorflow()
     if len(batch_in) != len(specs):
         return None
     ctx = context.context()
@@ -103,7 +112,7 @@ def _converted(batch_in: Any, specs: Specs) -> list[Any] | None:
         if last is not None and value.shape[-1] != last:
             return None
         try:
-            tensor = EagerTensor(value, device, dtype.as_datatype_enum)
+            tensor = eager_tensor(value, device, dtype.as_datatype_enum)
         except (TypeError, ValueError):
             return None
         if tensor.dtype != dtype:
@@ -114,16 +123,14 @@ def _converted(batch_in: Any, specs: Specs) -> list[Any] | None:
 
 def _to_numpy(value: Any) -> Any:
     """Keras' `sync_to_numpy_or_python_type`: tensors to numpy, scalars to Python, same structure."""
-    from keras.utils.tf_utils import sync_to_numpy_or_python_type
-    from tensorflow.python.framework.ops import Tensor
-
+    _, _, tensor_type, keras_walk = _tensorflow()
     kind = type(value)
     if kind is dict:
         return {key: _to_numpy(item) for key, item in value.items()}
     if kind is list or kind is tuple:
         return kind(_to_numpy(item) for item in value)
-    if isinstance(value, Tensor):
+    if isinstance(value, tensor_type):
         value = value.numpy()
     elif not isinstance(value, (np.ndarray, np.generic)):
-        return sync_to_numpy_or_python_type(value)  # any other structure: Keras' own walk
+        return keras_walk(value)  # any other structure: Keras' own walk
     return value.item() if np.ndim(value) == 0 else value
